@@ -1,0 +1,411 @@
+"""Decide, without I/O: which IP CRs and ports have no live owner (DESIGN.md §4).
+
+GC is a set difference over snapshots: build the owner index once, then judge
+every candidate against it and attach a reason to each verdict. The clock is
+passed in. Nothing here imports a client library (an import-linter contract
+keeps it so).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field
+
+from . import names, status
+from .model import (
+    IpCR,
+    KubeSnapshot,
+    KubevirtState,
+    OwnerKey,
+    Pod,
+    Port,
+    PortName,
+    Snapshot,
+    StatefulSet,
+    Subnet,
+    VirtualMachine,
+    owner_key,
+)
+
+KUBE_OVN_VENDOR = "kube-ovn"
+VM_POD_TYPE = "VirtualMachine"
+STS_POD_TYPE = "StatefulSet"
+
+
+@dataclass(frozen=True)
+class Policy:
+    now: dt.datetime
+    min_age: dt.timedelta = dt.timedelta(minutes=5)
+    keep_vm_ip: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class IpAction:
+    ip: IpCR
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class PortAction:
+    port: Port
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class StatusAction:
+    subnet: Subnet
+    before: dict[str, object]
+    after: dict[str, int | str]
+    changed: tuple[str, ...]
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Skip:
+    """An object the job will not judge (unparsable, ambiguous): kept and reported."""
+
+    kind: str
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    ips: tuple[IpAction, ...] = ()
+    ports: tuple[PortAction, ...] = ()
+    skipped: tuple[Skip, ...] = ()
+    kept: dict[str, int] = field(default_factory=dict)  # verdict counts by kind, for the report
+
+    @property
+    def empty(self) -> bool:
+        return not self.ips and not self.ports
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    alive: bool
+    reason: str  # why kept, or why leaked
+
+
+KEEP = Verdict(True, "owned")
+
+
+# --- liveness ---------------------------------------------------------------
+
+
+def pod_liveness(pod: Pod, now: dt.datetime) -> Verdict:
+    """Kube-OVN's ``isPodAlive``; host-network pods own no addresses."""
+    what = f"Pod {pod.meta.key}"
+    if pod.host_network:
+        return Verdict(False, f"owner {what} uses the host network and owns no address")
+    if pod.meta.deletion is not None and pod.grace_period is not None:
+        if now > pod.meta.deletion + dt.timedelta(seconds=pod.grace_period):
+            return Verdict(False, f"owner {what} is past its deletion grace period")
+    if pod.phase == "Succeeded" and pod.restart_policy != "Always":
+        return Verdict(False, f"owner {what} has Succeeded (restartPolicy {pod.restart_policy or 'unset'})")
+    if pod.phase == "Failed" and pod.restart_policy == "Never":
+        return Verdict(False, f"owner {what} has Failed (restartPolicy Never)")
+    if pod.phase == "Failed" and pod.reason == "Evicted":
+        return Verdict(False, f"owner {what} was Evicted")
+    return Verdict(True, f"owner {what} is alive")
+
+
+def _sts_owner_uid(pod: Pod | None) -> tuple[str, str] | None:
+    if pod is None:
+        return None
+    for ref in pod.meta.owners:
+        if ref.kind == "StatefulSet":
+            return ref.name, ref.uid
+    return None
+
+
+class Owners:
+    """Everything that can own an address, indexed once per pass."""
+
+    def __init__(self, kube: KubeSnapshot, policy: Policy) -> None:
+        self.policy = policy
+        self.kubevirt = kube.kubevirt
+        self.pods: dict[OwnerKey, Pod] = {p.meta.key: p for p in kube.pods}
+        self.statefulsets: dict[OwnerKey, StatefulSet] = {s.meta.key: s for s in kube.statefulsets}
+        self.nodes: frozenset[str] = frozenset(n.name for n in kube.nodes)
+        self.subnets: dict[str, Subnet] = {s.meta.name: s for s in kube.subnets}
+        self.ovn_eips: frozenset[str] = frozenset(e.meta.name for e in kube.eips if e.kind == "OvnEip")
+        self.vms: dict[OwnerKey, VirtualMachine] = {}
+        if policy.keep_vm_ip:
+            for vm in kube.vms:
+                self.vms.setdefault(vm.meta.key, vm)
+        self.names: dict[PortName, str] = {}
+        self.prefixes: dict[str, str] = {}
+        self.bad_annotations: list[tuple[str, str, str]] = []
+        self._index_pods(kube.pods)
+        self._index_vms(kube.vms)
+        self._index_vips(kube)
+
+    # -- building ------------------------------------------------------------
+
+    def _keep(self, name: PortName, why: str) -> None:
+        self.names.setdefault(name, why)
+
+    def _index_pods(self, pods: Iterable[Pod]) -> None:
+        for pod in pods:
+            verdict = self.pod_verdict(pod)
+            if not verdict.alive:
+                continue
+            owner = pod.meta.name
+            if self.policy.keep_vm_ip:
+                for ref in pod.meta.owners:
+                    if ref.kind == "VirtualMachineInstance":
+                        owner = ref.name
+                        break
+            for net in pod.networks:
+                self._keep(names.port_name(owner, pod.meta.namespace, net.provider), verdict.reason)
+
+    def _index_vms(self, vms: Iterable[VirtualMachine]) -> None:
+        if not self.policy.keep_vm_ip:
+            return
+        for vm in vms:
+            ns, name = vm.meta.namespace, vm.meta.name
+            why = f"owner {vm.kind} {vm.meta.key} exists"
+            if not any(default for _, default in vm.spec_networks):
+                self._keep(names.port_name(name, ns), why)
+            providers: list[str] = []
+            for raw in vm.multus_networks:
+                try:
+                    selections = names.parse_network_selection(raw, ns)
+                except ValueError as exc:
+                    self.bad_annotations.append((vm.kind, str(vm.meta.key), str(exc)))
+                    # Unreadable networks: protect every address of this VM.
+                    self.prefixes[f"{name}.{ns}."] = why
+                    continue
+                providers.extend(names.nad_provider(n, nns) for nns, n, _ in selections)
+            for network_name, _ in vm.spec_networks:
+                nns, n = names.split_network_name(network_name, ns)
+                providers.append(names.nad_provider(n, nns))
+            for provider in providers:
+                base = names.port_name(name, ns, provider)
+                self._keep(base, why)
+                self.prefixes[f"{base}."] = why  # the ``.<ifname>`` variants
+
+    def _index_vips(self, kube: KubeSnapshot) -> None:
+        for vip in kube.vips:
+            if not vip.type:
+                continue
+            why = f"owner Vip {vip.meta.name} ({vip.type}) exists"
+            subnet = self.subnets.get(vip.subnet)
+            if subnet is None:
+                self.prefixes[f"{vip.meta.name}.{vip.namespace}"] = why
+                continue
+            self._keep(names.port_name(vip.meta.name, vip.namespace, subnet.provider), why)
+        for eip in self.ovn_eips:
+            self._keep(PortName(eip), f"owner OvnEip {eip} exists")
+
+    # -- questions -------------------------------------------------------------
+
+    def pod_verdict(self, pod: Pod) -> Verdict:
+        """Alive for addressing: alive, or a StatefulSet pod whose slot is alive."""
+        verdict = pod_liveness(pod, self.policy.now)
+        if verdict.alive or pod.host_network:
+            return verdict
+        sts = self.sts_slot(pod.meta.namespace, pod.meta.name, pod)
+        if sts is not None and sts.alive:
+            return sts
+        return verdict
+
+    def sts_slot(self, namespace: str, pod_name: str, pod: Pod | None = None) -> Verdict | None:
+        """Kube-OVN's StatefulSet slot rule; None when no StatefulSet could own this pod name."""
+        ref = _sts_owner_uid(pod)
+        if ref is not None:
+            sts_name, owner_uid = ref
+            split = names.split_ordinal(pod_name)
+            ordinal = split[1] if split and split[0] == sts_name else None
+        else:
+            split = names.split_ordinal(pod_name)
+            if split is None:
+                return None
+            sts_name, ordinal = split
+            owner_uid = ""
+        key = owner_key(namespace, sts_name)
+        sts = self.statefulsets.get(key)
+        if sts is None:
+            return Verdict(False, f"owner StatefulSet {key} not found") if ref or pod is None else None
+        if sts.meta.deletion is not None:
+            return Verdict(False, f"owner StatefulSet {key} is being deleted")
+        if owner_uid and sts.meta.uid and owner_uid != sts.meta.uid:
+            return Verdict(False, f"StatefulSet {key} was re-created (uid differs from the pod's owner)")
+        if ordinal is None:
+            return Verdict(True, f"owner StatefulSet {key} exists (ordinal unreadable)")
+        end = sts.ordinals_start + sts.replicas
+        if ordinal >= end:
+            return Verdict(False, f"StatefulSet {key} scaled down: ordinal {ordinal} >= {end}")
+        if ordinal < sts.ordinals_start:
+            return Verdict(False, f"StatefulSet {key} ordinals start at {sts.ordinals_start}, not {ordinal}")
+        return Verdict(True, f"StatefulSet {key} slot {ordinal} is alive")
+
+    def workload(self, namespace: str, name: str, pod_type: str) -> Verdict:
+        """Is there a live Pod, VM/VMI or StatefulSet slot behind ``namespace/name``?"""
+        key = owner_key(namespace, name)
+        pod = self.pods.get(key)
+        pod_verdict = self.pod_verdict(pod) if pod is not None else None
+        if pod_verdict is not None and pod_verdict.alive:
+            return pod_verdict
+        vm = self.vms.get(key)
+        if vm is not None:
+            return Verdict(True, f"owner {vm.kind} {key} exists")
+        if pod_type == STS_POD_TYPE or (pod is None and key_has_sts(self, namespace, name)):
+            slot = self.sts_slot(namespace, name, pod)
+            if slot is not None and (slot.alive or pod is None):
+                return slot
+        if self.kubevirt is KubevirtState.UNREADABLE and pod is None and pod_type != STS_POD_TYPE:
+            return Verdict(True, f"KubeVirt API unreadable: {key} may belong to a VM")
+        if pod_verdict is not None:
+            return pod_verdict
+        if pod_type == VM_POD_TYPE:
+            if self.policy.keep_vm_ip:
+                return Verdict(False, f"owner VirtualMachine {key} not found")
+            return Verdict(False, f"owner launcher Pod {key} not found (keep-vm-ip off)")
+        return Verdict(False, f"owner Pod {key} not found")
+
+
+def key_has_sts(owners: Owners, namespace: str, pod_name: str) -> bool:
+    split = names.split_ordinal(pod_name)
+    return split is not None and owner_key(namespace, split[0]) in owners.statefulsets
+
+
+# --- verdicts -----------------------------------------------------------------
+
+
+def _by_name(owners: Owners, name: str) -> Verdict | None:
+    why = owners.names.get(PortName(name))
+    if why is not None:
+        return Verdict(True, why)
+    for prefix, why in owners.prefixes.items():
+        if name.startswith(prefix):
+            return Verdict(True, why)
+    return None
+
+
+def _special(owners: Owners, name: str, owner_refs: Iterable[tuple[str, str]] = ()) -> Verdict | None:
+    """Node, mcast-querier and U2O addresses: owned by a Node or a Subnet."""
+    for kind, ref_name in owner_refs:
+        if kind == "Subnet":
+            if ref_name in owners.subnets:
+                return Verdict(True, f"owner Subnet {ref_name} exists")
+            return Verdict(False, f"owner Subnet {ref_name} not found")
+        if kind == "Node":
+            if ref_name in owners.nodes:
+                return Verdict(True, f"owner Node {ref_name} exists")
+            return Verdict(False, f"owner Node {ref_name} not found")
+    node = names.node_of_port(name)
+    if node is not None:
+        if node in owners.nodes:
+            return Verdict(True, f"owner Node {node} exists")
+        return Verdict(False, f"owner Node {node} not found")
+    subnet = names.subnet_of_special(name)
+    if subnet is not None:
+        if subnet in owners.subnets:
+            return Verdict(True, f"owner Subnet {subnet} exists")
+        return Verdict(False, f"owner Subnet {subnet} not found")
+    return None
+
+
+def judge_ip(ip: IpCR, owners: Owners) -> Verdict:
+    policy = owners.policy
+    if ip.reserved:
+        return Verdict(True, "reserved (ovn.kubernetes.io/ip_reserved=true)")
+    if ip.meta.deletion is not None:
+        return Verdict(True, "already terminating")
+    if ip.meta.creation is not None and policy.now - ip.meta.creation < policy.min_age:
+        return Verdict(True, f"younger than --min-age {policy.min_age}")
+    by_name = _by_name(owners, ip.meta.name)
+    if by_name is not None:
+        return by_name
+    refs = [(r.kind, r.name) for r in ip.meta.owners]
+    if ip.namespace == "" and ip.node_name and ip.node_name == ip.pod_name:
+        refs.append(("Node", ip.node_name))
+    special = _special(owners, ip.meta.name, refs)
+    if special is not None:
+        return special
+    return owners.workload(ip.namespace, ip.pod_name, ip.pod_type)
+
+
+def judge_port(port: Port, owners: Owners) -> Verdict | Skip:
+    by_name = _by_name(owners, port.name)
+    if by_name is not None:
+        return by_name
+    special = _special(owners, port.name)
+    if special is not None:
+        return special
+    pod_ref = port.external_id("pod")
+    if pod_ref:
+        ns, slash, name = pod_ref.partition("/")
+        if not slash or not ns or not name or "/" in name:
+            return Skip("port", port.name, f"odd external id pod={pod_ref!r}: cannot tell its owner")
+        return owners.workload(ns, name, "")
+    if owners.kubevirt is KubevirtState.UNREADABLE:
+        return Verdict(True, "KubeVirt API unreadable: may belong to a VM")
+    return Verdict(False, "no owner: no pod external id and the name matches no Pod, VM, Node, Vip or OvnEip")
+
+
+def is_candidate_port(port: Port) -> bool:
+    """Only plain kube-ovn ports are ever considered; NB may be shared."""
+    return port.type == "" and port.external_id("vendor") == KUBE_OVN_VENDOR
+
+
+def plan(snapshot: Snapshot, policy: Policy) -> Plan:
+    kube = snapshot.kube
+    owners = Owners(kube, policy)
+    kept = {"ip": 0, "port": 0}
+    skipped: list[Skip] = [Skip(kind, name, why) for kind, name, why in kube.unparsed]
+    skipped.extend(Skip(kind, name, f"unreadable networks annotation: {why}")
+                   for kind, name, why in owners.bad_annotations)
+    ip_actions: list[IpAction] = []
+    for ip in kube.ips:
+        verdict = judge_ip(ip, owners)
+        if verdict.alive:
+            kept["ip"] += 1
+        else:
+            ip_actions.append(IpAction(ip, verdict.reason))
+    ip_names = {ip.meta.name for ip in kube.ips}
+    ip_names.update(name for kind, name, _ in kube.unparsed if kind == "ip")
+    port_actions: list[PortAction] = []
+    for port in snapshot.nb.ports:
+        if not is_candidate_port(port):
+            continue
+        if port.name in ip_names:
+            kept["port"] += 1  # its IP CR decides; deleting the CR frees the port
+            continue
+        if not port.switch_uuid:
+            skipped.append(Skip("port", port.name, "not held by any logical switch"))
+            continue
+        judged = judge_port(port, owners)
+        if isinstance(judged, Skip):
+            skipped.append(judged)
+        elif judged.alive:
+            kept["port"] += 1
+        else:
+            port_actions.append(PortAction(port, judged.reason))
+    return Plan(tuple(ip_actions), tuple(port_actions), tuple(skipped), kept)
+
+
+def plan_statuses(kube: KubeSnapshot, released: Collection[str]) -> tuple[tuple[StatusAction, ...], tuple[Skip, ...]]:
+    """Subnet statuses recomputed from the snapshot minus what this pass released."""
+    actions: list[StatusAction] = []
+    skipped: list[Skip] = []
+    computed = status.compute_statuses(kube, released)
+    for subnet in kube.subnets:
+        result = computed.get(subnet.meta.name)
+        if result is None:
+            continue
+        if isinstance(result, str):
+            skipped.append(Skip("subnet-status", subnet.meta.name, result))
+            continue
+        diff = status.drift(subnet, result)
+        if not diff:
+            continue
+        after = result.as_fields()
+        before: dict[str, object] = {k: subnet.status_value(k) for k in after}
+        changed = tuple(sorted(diff))
+        summary = ", ".join(f"{k} {diff[k][0]!r}→{diff[k][1]!r}" for k in changed if k.endswith("IPs"))
+        actions.append(StatusAction(subnet, before, after, changed, f"status drift: {summary or 'ranges'}"))
+    return tuple(actions), tuple(skipped)
