@@ -99,9 +99,9 @@ def pod_liveness(pod: Pod, now: dt.datetime) -> Verdict:
     what = f"Pod {pod.meta.key}"
     if pod.host_network:
         return Verdict(False, f"owner {what} uses the host network and owns no address")
-    if pod.meta.deletion is not None and pod.grace_period is not None:
-        if now > pod.meta.deletion + dt.timedelta(seconds=pod.grace_period):
-            return Verdict(False, f"owner {what} is past its deletion grace period")
+    deletion, grace = pod.meta.deletion, pod.grace_period
+    if deletion is not None and grace is not None and now > deletion + dt.timedelta(seconds=grace):
+        return Verdict(False, f"owner {what} is past its deletion grace period")
     if pod.phase == "Succeeded" and pod.restart_policy != "Always":
         return Verdict(False, f"owner {what} has Succeeded (restartPolicy {pod.restart_policy or 'unset'})")
     if pod.phase == "Failed" and pod.restart_policy == "Never":

@@ -1,0 +1,111 @@
+"""What a pass did, why, and how it ended: JSON for machines, a table for people."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    FOUND = 1  # leaks or drift found and left in place (check / --dry-run)
+    USAGE = 2  # click's own
+    INCOMPLETE = 3  # could not read everything: nothing changed
+    REFUSED = 4  # a safety rail refused: nothing changed
+    PARTIAL = 5  # some actions failed, the others were done
+
+
+PLANNED, DONE, FAILED, SKIPPED = "planned", "done", "failed", "skipped"
+
+
+@dataclass(frozen=True)
+class ActionRecord:
+    kind: str  # "ip" | "port" | "subnet-status"
+    name: str
+    reason: str
+    outcome: str  # planned | done | failed | skipped
+    detail: dict[str, object] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, object]:
+        return {"kind": self.kind, "name": self.name, "reason": self.reason, "outcome": self.outcome,
+                **self.detail}
+
+
+@dataclass(frozen=True)
+class Report:
+    dry_run: bool
+    exit_code: int
+    started_at: dt.datetime
+    duration_seconds: float
+    inventory: dict[str, int]
+    actions: tuple[ActionRecord, ...] = ()
+    error: str | None = None
+    extra: dict[str, object] = field(default_factory=dict)
+
+    def counts(self) -> Counter[tuple[str, str]]:
+        return Counter((a.kind, a.outcome) for a in self.actions)
+
+    def as_json(self) -> dict[str, object]:
+        out: dict[str, object] = {
+            "dry_run": self.dry_run,
+            "exit_code": self.exit_code,
+            "started_at": self.started_at.isoformat(),
+            "duration_seconds": round(self.duration_seconds, 3),
+            "inventory": self.inventory,
+            "actions": [a.as_json() for a in self.actions],
+        }
+        if self.error:
+            out["error"] = self.error
+        out.update(self.extra)
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps(self.as_json(), indent=2, default=str, ensure_ascii=False)
+
+    def summary(self) -> str:
+        c = self.counts()
+        verb = "would remove" if self.dry_run else "removed"
+        parts = [
+            f"{verb} {c['ip', PLANNED if self.dry_run else DONE]} IP CRs",
+            f"{c['port', PLANNED if self.dry_run else DONE]} ports",
+            f"{'would fix' if self.dry_run else 'fixed'} "
+            f"{c['subnet-status', PLANNED if self.dry_run else DONE]} subnet statuses",
+        ]
+        failed = sum(n for (_, outcome), n in c.items() if outcome == FAILED)
+        skipped = sum(n for (_, outcome), n in c.items() if outcome == SKIPPED)
+        parts.append(f"{failed} failed, {skipped} skipped")
+        head = "DRY RUN: " if self.dry_run else ""
+        scanned = f"{self.inventory.get('logical_switch_ports', 0)} ports, {self.inventory.get('ips', 0)} IPs"
+        return (f"{head}{'; '.join(parts)} (scanned {scanned}) in {self.duration_seconds:.1f}s"
+                f" → exit {self.exit_code}")
+
+    def to_text(self) -> str:
+        lines: list[str] = []
+        if self.dry_run:
+            lines.append("*** DRY RUN: nothing was changed ***")
+        if self.error:
+            lines.append(f"ERROR: {self.error}")
+        if self.actions:
+            rows = [(a.kind, a.outcome, a.name, _where(a), a.reason) for a in self.actions]
+            widths = [max(len(r[i]) for r in [*rows, _HEADER]) for i in range(4)]
+            for row in [_HEADER, *rows]:
+                lines.append("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:4])) + "  " + row[4])
+        else:
+            lines.append("nothing to do")
+        lines.append(self.summary())
+        return "\n".join(lines) + "\n"
+
+
+_HEADER = ("KIND", "OUTCOME", "NAME", "WHERE", "REASON")
+
+
+def _where(action: ActionRecord) -> str:
+    d = action.detail
+    if action.kind == "port":
+        return f"switch {d.get('switch', '?')}"
+    if action.kind == "ip":
+        return f"{d.get('subnet', '')} {d.get('addresses', '')}".strip()
+    return ""
