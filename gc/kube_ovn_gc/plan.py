@@ -208,9 +208,11 @@ class Owners:
         if verdict.alive or pod.host_network:
             return verdict
         sts = self.sts_slot(pod.meta.namespace, pod.meta.name, pod)
-        if sts is not None and sts.alive:
+        if sts is None:
+            return verdict
+        if sts.alive:
             return sts
-        return verdict
+        return Verdict(False, f"{verdict.reason}; {sts.reason}")
 
     def sts_slot(self, namespace: str, pod_name: str, pod: Pod | None = None) -> Verdict | None:
         """Kube-OVN's StatefulSet slot rule; None when no StatefulSet could own this pod name."""
