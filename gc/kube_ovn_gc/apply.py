@@ -94,12 +94,11 @@ def _status_record(action: planner.StatusAction, outcome: str, reason: str | Non
                         {"before": action.before, "after": action.after, "changed": list(action.changed)})
 
 
-def apply_statuses(kube: KubeSnapshot, released: Collection[str], writer: KubeWrites, refresh: Refresh,
-                   dry_run: bool) -> list[ActionRecord]:
+def apply_statuses(status_plan: planner.StatusPlan, released: Collection[str], writer: KubeWrites,
+                   refresh: Refresh, dry_run: bool) -> list[ActionRecord]:
     """Write recomputed Subnet statuses, guarded by resourceVersion; on 409 re-read and recompute."""
-    actions, skipped = planner.plan_statuses(kube, released)
-    records = [ActionRecord(s.kind, s.name, s.reason, SKIPPED) for s in skipped]
-    for action in actions:
+    records = [ActionRecord(s.kind, s.name, s.reason, SKIPPED) for s in status_plan.skipped]
+    for action in status_plan.actions:
         if dry_run:
             records.append(_status_record(action, PLANNED))
             continue
@@ -124,7 +123,7 @@ def _write_status(action: planner.StatusAction, released: Collection[str], write
                 return _status_record(action, FAILED, f"{action.reason}; re-read after conflict failed: {exc}")
             if fresh is None:
                 return _status_record(action, SKIPPED, "subnet deleted meanwhile")
-            again, _ = planner.plan_statuses(fresh, released)
+            again = planner.plan_statuses(fresh, released).actions
             current = next((a for a in again if a.subnet.meta.name == name), None)
             if current is None:
                 return _status_record(action, DONE, "status already right after re-read")

@@ -390,10 +390,30 @@ def plan(snapshot: Snapshot, policy: Policy) -> Plan:
     return Plan(tuple(ip_actions), tuple(port_actions), tuple(skipped), kept)
 
 
-def plan_statuses(kube: KubeSnapshot, released: Collection[str]) -> tuple[tuple[StatusAction, ...], tuple[Skip, ...]]:
+@dataclass(frozen=True, slots=True)
+class SubnetSummary:
+    """Per-subnet numbers for the report and metrics: recomputed counts and how many fields drifted."""
+
+    name: str
+    v4_using: int
+    v4_available: int
+    v6_using: int
+    v6_available: int
+    drifted_fields: int
+
+
+@dataclass(frozen=True)
+class StatusPlan:
+    actions: tuple[StatusAction, ...]
+    skipped: tuple[Skip, ...]
+    summaries: tuple[SubnetSummary, ...]
+
+
+def plan_statuses(kube: KubeSnapshot, released: Collection[str]) -> StatusPlan:
     """Subnet statuses recomputed from the snapshot minus what this pass released."""
     actions: list[StatusAction] = []
     skipped: list[Skip] = []
+    summaries: list[SubnetSummary] = []
     computed = status.compute_statuses(kube, released)
     for subnet in kube.subnets:
         result = computed.get(subnet.meta.name)
@@ -403,11 +423,13 @@ def plan_statuses(kube: KubeSnapshot, released: Collection[str]) -> tuple[tuple[
             skipped.append(Skip("subnet-status", subnet.meta.name, result))
             continue
         diff = status.drift(subnet, result)
+        summaries.append(SubnetSummary(subnet.meta.name, result.v4_using, result.v4_available,
+                                       result.v6_using, result.v6_available, len(diff)))
         if not diff:
             continue
         after = result.as_fields()
         before: dict[str, object] = {k: subnet.status_value(k) for k in after}
-        changed = tuple(sorted(diff))
+        changed = tuple(k for k in after if k in diff)
         summary = ", ".join(f"{k} {diff[k][0]!r}→{diff[k][1]!r}" for k in changed if k.endswith("IPs"))
         actions.append(StatusAction(subnet, before, after, changed, f"status drift: {summary or 'ranges'}"))
-    return tuple(actions), tuple(skipped)
+    return StatusPlan(tuple(actions), tuple(skipped), tuple(summaries))

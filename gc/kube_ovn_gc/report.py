@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from collections import Counter
 from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .plan import SubnetSummary
 
 
 class ExitCode(IntEnum):
@@ -44,6 +49,7 @@ class Report:
     actions: tuple[ActionRecord, ...] = ()
     error: str | None = None
     extra: dict[str, object] = field(default_factory=dict)
+    subnets: tuple[SubnetSummary, ...] = ()  # recomputed numbers of every subnet (metrics)
 
     def counts(self) -> Counter[tuple[str, str]]:
         return Counter((a.kind, a.outcome) for a in self.actions)
@@ -56,6 +62,7 @@ class Report:
             "duration_seconds": round(self.duration_seconds, 3),
             "inventory": self.inventory,
             "actions": [a.as_json() for a in self.actions],
+            "subnets": [dataclasses.asdict(s) for s in self.subnets],
         }
         if self.error:
             out["error"] = self.error

@@ -59,10 +59,11 @@ def run_pass(settings: Settings, backends: Backends | None = None) -> Report:
     started = dt.datetime.now(dt.UTC)
     clock = time.monotonic()
     inventory: dict[str, int] = {}
+    subnets: tuple[planner.SubnetSummary, ...] = ()
 
     def finish(code: ExitCode, actions: list[ActionRecord], error: str | None = None) -> Report:
         return Report(settings.dry_run, int(code), started, time.monotonic() - clock, inventory,
-                      tuple(actions), error)
+                      tuple(actions), error, subnets=subnets)
 
     if settings.dry_run:
         log.warning("DRY RUN: planning and reporting only; nothing will be deleted or patched")
@@ -83,7 +84,9 @@ def run_pass(settings: Settings, backends: Backends | None = None) -> Report:
             ip_records, released = apply.apply_ips(the_plan.ips, backends.writer, settings.dry_run)
             actions += ip_records
             actions += apply.apply_ports(the_plan.ports, nb, settings.dry_run)
-        actions += apply.apply_statuses(kube_snapshot, released, backends.writer,
+        status_plan = planner.plan_statuses(kube_snapshot, released)
+        subnets = status_plan.summaries
+        actions += apply.apply_statuses(status_plan, released, backends.writer,
                                         _refresher(backends.reader, kube_snapshot), settings.dry_run)
     except ConfigError as exc:
         log.error("configuration error: %s", exc)
