@@ -358,7 +358,7 @@ def plan(snapshot: Snapshot, policy: Policy) -> Plan:
     kube = snapshot.kube
     owners = Owners(kube, policy)
     kept = {"ip": 0, "port": 0}
-    skipped: list[Skip] = [Skip(kind, name, why) for kind, name, why in kube.unparsed]
+    skipped: list[Skip] = [Skip(kind.lower(), name, why) for kind, name, why in kube.unparsed]
     skipped.extend(Skip(kind, name, f"unreadable networks annotation: {why}")
                    for kind, name, why in owners.bad_annotations)
     ip_actions: list[IpAction] = []
@@ -369,7 +369,7 @@ def plan(snapshot: Snapshot, policy: Policy) -> Plan:
         else:
             ip_actions.append(IpAction(ip, verdict.reason))
     ip_names = {ip.meta.name for ip in kube.ips}
-    ip_names.update(name for kind, name, _ in kube.unparsed if kind == "ip")
+    ip_names.update(name for kind, name, _ in kube.unparsed if kind.lower() == "ip")
     port_actions: list[PortAction] = []
     for port in snapshot.nb.ports:
         if not is_candidate_port(port):

@@ -1,0 +1,916 @@
+"""The Kubernetes adapter: read one consistent snapshot, then write a few guarded changes.
+
+Reading lists every kind in pages (``limit`` + ``continue``, never
+``resourceVersion=0``), asks the client for the raw bytes
+(``_preload_content=False``), decodes them with orjson and turns each item into
+the slim frozen objects of :mod:`kube_ovn_gc.model` right away, so the raw
+dicts of a page are dropped before the next page is fetched. No typed
+Kubernetes models are built.
+
+Every library failure goes through :func:`translate_error`; every request
+goes through :func:`kube_ovn_gc.retry.retrying`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import ipaddress
+import logging
+import os
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Final, TypeVar
+
+import orjson
+import urllib3
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from kubernetes.client.exceptions import ApiException
+
+from .errors import (
+    ConfigError,
+    ConflictError,
+    FatalError,
+    GCError,
+    NotFoundError,
+    TransientError,
+)
+from .model import (
+    STATUS_FIELDS,
+    Eip,
+    IpCR,
+    KubeSnapshot,
+    KubevirtState,
+    Meta,
+    Node,
+    OwnerRef,
+    Pod,
+    PodNetwork,
+    StatefulSet,
+    Subnet,
+    Vip,
+    VirtualMachine,
+)
+from .retry import RetryPolicy, retrying
+from .settings import KubeSettings
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Raw = Mapping[str, Any]
+"""One decoded JSON object as the API server sent it."""
+
+RESERVED_LABEL: Final = "ovn.kubernetes.io/ip_reserved"
+SUBNET_LABEL: Final = "ovn.kubernetes.io/subnet"
+MULTUS_ANNOTATION: Final = "k8s.v1.cni.cncf.io/networks"
+_ALLOCATED_SUFFIX: Final = ".kubernetes.io/allocated"
+_DEFAULT_KUBECONFIG: Final = "~/.kube/config"
+
+
+# --- the client -------------------------------------------------------------
+
+
+def api_client(settings: KubeSettings) -> k8s.ApiClient:
+    """Build the one ApiClient of the pass.
+
+    A kubeconfig is used when ``settings.kubeconfig`` is given, ``KUBECONFIG`` is
+    set or ``~/.kube/config`` exists (``settings.context`` picks the context);
+    otherwise the in-cluster service account. Any failure is a :class:`ConfigError`.
+    """
+    path = settings.kubeconfig or os.environ.get("KUBECONFIG") or None
+    if path is None and os.path.exists(os.path.expanduser(_DEFAULT_KUBECONFIG)):
+        path = _DEFAULT_KUBECONFIG
+    configuration = k8s.Configuration()
+    try:
+        if path is not None:
+            k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
+                config_file=path,
+                context=settings.context,
+                client_configuration=configuration,
+                persist_config=False,
+            )
+        else:
+            if settings.context:
+                raise ConfigError(f"--context {settings.context!r} needs a kubeconfig, and none was found")
+            k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    except ConfigError:
+        raise
+    except Exception as exc:  # a broken kubeconfig fails in many ways (yaml, KeyError, OSError, ...)
+        where = f"kubeconfig {path}" if path is not None else "in-cluster config"
+        raise ConfigError(f"cannot load {where}: {exc}") from exc
+    configuration.retries = False  # retry in one place: kube_ovn_gc.retry, not also inside urllib3
+    return k8s.ApiClient(configuration)
+
+
+# --- errors -----------------------------------------------------------------
+
+
+class _ExpiredError(FatalError):
+    """410 Gone: a ``continue`` token expired. The list restarts once, else it is fatal."""
+
+
+_TRANSIENT_STATUS: Final = frozenset({500, 502, 503, 504})
+
+
+def translate_error(exc: Exception, method: str, path: str) -> GCError:
+    """Map a client-library failure to the job's own error types.
+
+    The one place that knows about ``ApiException``, urllib3 and undecodable
+    bodies. The caller raises the result ``from exc``.
+    """
+    where = f"{method} {path}"
+    if isinstance(exc, ApiException):
+        status = int(exc.status or 0)
+        text = f"{where}: {status} {_status_message(exc)}"
+        if status == 404:
+            return NotFoundError(text)
+        if status == 409:
+            return ConflictError(text)
+        if status == 410:
+            return _ExpiredError(text)
+        if status == 429:
+            return TransientError(text, retry_after=_retry_after(exc.headers))
+        if status in _TRANSIENT_STATUS:
+            return TransientError(text, retry_after=_retry_after(exc.headers))
+        # 0 (TLS failure, request not built), 401, 403, 415, 422, other 4xx and 5xx
+        return FatalError(text)
+    if isinstance(exc, urllib3.exceptions.MaxRetryError) and isinstance(exc.reason, Exception):
+        return translate_error(exc.reason, method, path)  # urllib3 gave up on a connection error
+    if isinstance(exc, urllib3.exceptions.SSLError):
+        return FatalError(f"{where}: TLS failure: {exc}")
+    if isinstance(exc, orjson.JSONDecodeError):  # a ValueError, not an OSError
+        return FatalError(f"{where}: undecodable response body: {exc}")
+    if isinstance(exc, urllib3.exceptions.TimeoutError | urllib3.exceptions.ProtocolError | OSError):
+        # connect/read timeouts, refused or reset connections, truncated bodies
+        return TransientError(f"{where}: {exc}")
+    return FatalError(f"{where}: {type(exc).__name__}: {exc}")
+
+
+def _status_message(exc: ApiException) -> str:
+    """The ``message`` of the ``Status`` body the API server sent, else the HTTP reason."""
+    body = exc.body
+    if body:
+        try:
+            status = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            status = None
+        if isinstance(status, dict) and isinstance(status.get("message"), str):
+            return str(status["message"])
+        return str(body)[:200]
+    return str(exc.reason or "")
+
+
+def _retry_after(headers: Any) -> float | None:
+    """``Retry-After`` as seconds (delta-seconds or an HTTP date), None if absent or bad."""
+    if headers is None:
+        return None
+    value = headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(str(value))
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())
+
+
+# --- parsing: raw dicts to frozen model objects -----------------------------
+
+
+class ParseError(ValueError):
+    """An object does not have the shape the job needs; the text says where."""
+
+
+def _obj(d: Raw, key: str, where: str) -> Raw:
+    v = d.get(key)
+    if v is None:
+        return {}
+    if not isinstance(v, dict):
+        raise ParseError(f"{where}{key} is not an object")
+    return v
+
+
+def _str(d: Raw, key: str, where: str) -> str:
+    v = d.get(key)
+    if v is None:
+        return ""
+    if not isinstance(v, str):
+        raise ParseError(f"{where}{key} is not a string")
+    return v
+
+
+def _istr(d: Raw, key: str, where: str) -> str:
+    """A string that repeats across objects (namespace, node, subnet, phase): interned."""
+    return sys.intern(_str(d, key, where))
+
+
+def _int(d: Raw, key: str, where: str, default: int) -> int:
+    v = _opt_int(d, key, where)
+    return default if v is None else v
+
+
+def _opt_int(d: Raw, key: str, where: str) -> int | None:
+    v = d.get(key)
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ParseError(f"{where}{key} is not an integer")
+    return v
+
+
+def _bool(d: Raw, key: str, where: str) -> bool:
+    v = d.get(key)
+    if v is None:
+        return False
+    if not isinstance(v, bool):
+        raise ParseError(f"{where}{key} is not a boolean")
+    return v
+
+
+def _list(d: Raw, key: str, where: str) -> list[Any]:
+    v = d.get(key)
+    if v is None:
+        return []
+    if not isinstance(v, list):
+        raise ParseError(f"{where}{key} is not a list")
+    return v
+
+
+def _strings(d: Raw, key: str, where: str) -> tuple[str, ...]:
+    items = _list(d, key, where)
+    if not all(isinstance(i, str) for i in items):
+        raise ParseError(f"{where}{key} holds a non-string")
+    return tuple(items)
+
+
+def _str_map(d: Raw, key: str, where: str) -> Raw:
+    m = _obj(d, key, where)
+    if not all(isinstance(v, str) for v in m.values()):
+        raise ParseError(f"{where}{key} holds a non-string value")
+    return m
+
+
+def _time(d: Raw, key: str, where: str) -> dt.datetime | None:
+    v = d.get(key)
+    if v is None:
+        return None
+    if not isinstance(v, str):
+        raise ParseError(f"{where}{key} is not a timestamp string")
+    try:
+        t = dt.datetime.fromisoformat(v)
+    except ValueError as exc:
+        raise ParseError(f"{where}{key}: bad timestamp {v!r}") from exc
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=dt.UTC)
+    return t.astimezone(dt.UTC)
+
+
+def _root(obj: Any) -> Raw:
+    if not isinstance(obj, dict):
+        raise ParseError("the object is not a JSON object")
+    return obj
+
+
+def object_name(obj: Any) -> str:
+    """``metadata.name`` if there is one: for messages about objects that failed to parse."""
+    if isinstance(obj, dict):
+        meta = obj.get("metadata")
+        if isinstance(meta, dict) and isinstance(meta.get("name"), str):
+            return str(meta["name"])
+    return ""
+
+
+def parse_meta(obj: Raw) -> Meta:
+    m = _obj(obj, "metadata", "")
+    name = _str(m, "name", "metadata.")
+    if not name:
+        raise ParseError("metadata.name is missing")
+    owners = []
+    for i, ref in enumerate(_list(m, "ownerReferences", "metadata.")):
+        where = f"metadata.ownerReferences[{i}]."
+        if not isinstance(ref, dict):
+            raise ParseError(f"{where[:-1]} is not an object")
+        owners.append(
+            OwnerRef(
+                kind=_istr(ref, "kind", where),
+                name=_str(ref, "name", where),
+                uid=_str(ref, "uid", where),
+                api_version=_istr(ref, "apiVersion", where),
+                controller=_bool(ref, "controller", where),
+            )
+        )
+    return Meta(
+        name=name,
+        namespace=_istr(m, "namespace", "metadata."),
+        uid=_str(m, "uid", "metadata."),
+        resource_version=_str(m, "resourceVersion", "metadata."),
+        creation=_time(m, "creationTimestamp", "metadata."),
+        deletion=_time(m, "deletionTimestamp", "metadata."),
+        finalizers=tuple(sys.intern(f) for f in _strings(m, "finalizers", "metadata.")),
+        owners=tuple(owners),
+    )
+
+
+def _labels(obj: Raw) -> Raw:
+    return _str_map(_obj(obj, "metadata", ""), "labels", "metadata.")
+
+
+def _annotations(obj: Raw) -> Raw:
+    return _str_map(_obj(obj, "metadata", ""), "annotations", "metadata.")
+
+
+def _address(text: str, family: int, where: str) -> str:
+    if not text:
+        return ""
+    try:
+        addr = ipaddress.ip_address(text.strip())
+    except ValueError as exc:
+        raise ParseError(f"{where}: bad address {text!r}") from exc
+    if addr.version != family:
+        raise ParseError(f"{where}: {text!r} is not an IPv{family} address")
+    return text.strip()
+
+
+def _split_addresses(joined: str, where: str) -> tuple[str, str]:
+    """``ipAddress`` ("v4", "v6" or "v4,v6") split by family."""
+    v4 = v6 = ""
+    for part in (p.strip() for p in joined.split(",")):
+        if not part:
+            continue
+        if ":" in part:
+            if v6:
+                raise ParseError(f"{where}: two IPv6 addresses in {joined!r}")
+            v6 = _address(part, 6, where)
+        else:
+            if v4:
+                raise ParseError(f"{where}: two IPv4 addresses in {joined!r}")
+            v4 = _address(part, 4, where)
+    return v4, v6
+
+
+def parse_ip(obj: Any) -> IpCR:
+    """A ``kubeovn.io/v1`` IP. Raises :class:`ParseError` when the job cannot use it."""
+    root = _root(obj)
+    meta = parse_meta(root)
+    spec_any = root.get("spec")
+    if not isinstance(spec_any, dict):
+        raise ParseError("spec is missing or not an object")
+    spec: Raw = spec_any
+    subnet = _istr(spec, "subnet", "spec.")
+    if not subnet:
+        raise ParseError("spec.subnet is missing")
+    v4 = _address(_str(spec, "v4IpAddress", "spec."), 4, "spec.v4IpAddress")
+    v6 = _address(_str(spec, "v6IpAddress", "spec."), 6, "spec.v6IpAddress")
+    if not v4 or not v6:  # older CRs, or a family missing: fall back to the joined ipAddress
+        joined_v4, joined_v6 = _split_addresses(_str(spec, "ipAddress", "spec."), "spec.ipAddress")
+        v4, v6 = v4 or joined_v4, v6 or joined_v6
+    return IpCR(
+        meta=meta,
+        pod_name=_str(spec, "podName", "spec."),
+        namespace=_istr(spec, "namespace", "spec."),
+        subnet=subnet,
+        attach_subnets=tuple(sys.intern(s) for s in _strings(spec, "attachSubnets", "spec.")),
+        node_name=_istr(spec, "nodeName", "spec."),
+        v4=v4,
+        v6=v6,
+        mac=_str(spec, "macAddress", "spec."),
+        pod_type=_istr(spec, "podType", "spec."),
+        reserved=_labels(root).get(RESERVED_LABEL) == "true",
+    )
+
+
+def _status_value(status: Raw, key: str) -> str:
+    v = status.get(key)
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        raise ParseError(f"status.{key} is a boolean")
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        return repr(v)
+    if isinstance(v, str):
+        return v
+    raise ParseError(f"status.{key} is neither a number nor a string")
+
+
+def parse_subnet(obj: Any) -> Subnet:
+    root = _root(obj)
+    spec = _obj(root, "spec", "")
+    status = _obj(root, "status", "")
+    return Subnet(
+        meta=parse_meta(root),
+        cidr=_str(spec, "cidrBlock", "spec."),
+        protocol=_istr(spec, "protocol", "spec."),
+        gateway=_str(spec, "gateway", "spec."),
+        exclude_ips=_strings(spec, "excludeIps", "spec."),
+        provider=_istr(spec, "provider", "spec."),
+        status=tuple((key, _status_value(status, key)) for key in STATUS_FIELDS),
+    )
+
+
+def _pod_networks(annotations: Raw) -> tuple[PodNetwork, ...]:
+    nets = []
+    for key, value in annotations.items():
+        if not key.endswith(_ALLOCATED_SUFFIX) or value != "true":
+            continue
+        provider = key[: -len(_ALLOCATED_SUFFIX)]
+        if not provider:
+            continue
+        nets.append(
+            PodNetwork(
+                provider=sys.intern(provider),
+                ip_address=str(annotations.get(f"{provider}.kubernetes.io/ip_address", "")),
+                mac_address=str(annotations.get(f"{provider}.kubernetes.io/mac_address", "")),
+                logical_switch=sys.intern(str(annotations.get(f"{provider}.kubernetes.io/logical_switch", ""))),
+            )
+        )
+    return tuple(sorted(nets, key=lambda n: n.provider))
+
+
+def parse_pod(obj: Any) -> Pod:
+    root = _root(obj)
+    meta = _obj(root, "metadata", "")
+    spec = _obj(root, "spec", "")
+    status = _obj(root, "status", "")
+    return Pod(
+        meta=parse_meta(root),
+        phase=_istr(status, "phase", "status."),
+        reason=_istr(status, "reason", "status."),
+        restart_policy=_istr(spec, "restartPolicy", "spec."),
+        host_network=_bool(spec, "hostNetwork", "spec."),
+        node_name=_istr(spec, "nodeName", "spec."),
+        grace_period=_opt_int(meta, "deletionGracePeriodSeconds", "metadata."),
+        networks=_pod_networks(_annotations(root)),
+    )
+
+
+def parse_node(obj: Any) -> Node:
+    meta = parse_meta(_root(obj))
+    return Node(name=meta.name, uid=meta.uid)
+
+
+def parse_statefulset(obj: Any) -> StatefulSet:
+    root = _root(obj)
+    spec = _obj(root, "spec", "")
+    replicas = _int(spec, "replicas", "spec.", 1)
+    start = _int(_obj(spec, "ordinals", "spec."), "start", "spec.ordinals.", 0)
+    return StatefulSet(meta=parse_meta(root), replicas=replicas, ordinals_start=start)
+
+
+def _spec_networks(spec: Raw, where: str) -> tuple[tuple[str, bool], ...]:
+    out = []
+    for i, net in enumerate(_list(spec, "networks", where)):
+        here = f"{where}networks[{i}]."
+        if not isinstance(net, dict):
+            raise ParseError(f"{here[:-1]} is not an object")
+        multus = _obj(net, "multus", here)
+        name = _str(multus, "networkName", f"{here}multus.")
+        if name:
+            out.append((name, _bool(multus, "default", f"{here}multus.")))
+    return tuple(out)
+
+
+def _multus(annotations: Raw) -> tuple[str, ...]:
+    value = annotations.get(MULTUS_ANNOTATION, "")
+    return (str(value),) if value else ()
+
+
+def parse_vm(obj: Any) -> VirtualMachine:
+    """A ``kubevirt.io/v1`` VirtualMachine: the networks its template asks for."""
+    root = _root(obj)
+    template = _obj(_obj(root, "spec", ""), "template", "spec.")
+    annotations = _str_map(_obj(template, "metadata", "spec.template."), "annotations", "spec.template.metadata.")
+    return VirtualMachine(
+        meta=parse_meta(root),
+        kind="VirtualMachine",
+        multus_networks=_multus(annotations),
+        spec_networks=_spec_networks(_obj(template, "spec", "spec.template."), "spec.template.spec."),
+    )
+
+
+def parse_vmi(obj: Any) -> VirtualMachine:
+    """A ``kubevirt.io/v1`` VirtualMachineInstance."""
+    root = _root(obj)
+    return VirtualMachine(
+        meta=parse_meta(root),
+        kind="VirtualMachineInstance",
+        multus_networks=_multus(_annotations(root)),
+        spec_networks=_spec_networks(_obj(root, "spec", ""), "spec."),
+    )
+
+
+def parse_vip(obj: Any) -> Vip:
+    root = _root(obj)
+    spec = _obj(root, "spec", "")
+    status = _obj(root, "status", "")
+    labels = _labels(root)
+    reserved = labels.get(RESERVED_LABEL)
+    return Vip(
+        meta=parse_meta(root),
+        subnet=_istr(spec, "subnet", "spec."),
+        namespace=_istr(spec, "namespace", "spec."),
+        type=_istr(spec, "type", "spec."),
+        v4=_str(status, "v4ip", "status.") or _str(spec, "v4ip", "spec."),
+        v6=_str(status, "v6ip", "status.") or _str(spec, "v6ip", "spec."),
+        subnet_label=sys.intern(str(labels.get(SUBNET_LABEL, ""))),
+        reserved_label=None if reserved is None else str(reserved),
+    )
+
+
+def parse_iptables_eip(obj: Any) -> Eip:
+    root = _root(obj)
+    spec = _obj(root, "spec", "")
+    status = _obj(root, "status", "")
+    return Eip(
+        meta=parse_meta(root),
+        kind="IptablesEIP",
+        type="",
+        v4=_str(status, "ip", "status.") or _str(spec, "v4ip", "spec."),
+        v6=_str(spec, "v6ip", "spec."),
+        subnet_label=sys.intern(str(_labels(root).get(SUBNET_LABEL, ""))),
+    )
+
+
+def parse_ovn_eip(obj: Any) -> Eip:
+    root = _root(obj)
+    spec = _obj(root, "spec", "")
+    status = _obj(root, "status", "")
+    return Eip(
+        meta=parse_meta(root),
+        kind="OvnEip",
+        type=_istr(spec, "type", "spec."),
+        v4=_str(status, "v4Ip", "status.") or _str(spec, "v4Ip", "spec."),
+        v6=_str(status, "v6Ip", "status.") or _str(spec, "v6Ip", "spec."),
+        subnet_label=sys.intern(str(_labels(root).get(SUBNET_LABEL, ""))),
+    )
+
+
+# --- resources and requests -------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Kind:
+    kind: str
+    group: str  # "" = the core group
+    version: str
+    plural: str
+    namespaced: bool
+
+    @property
+    def base(self) -> str:
+        return f"/api/{self.version}" if not self.group else f"/apis/{self.group}/{self.version}"
+
+    def list_path(self) -> str:
+        return f"{self.base}/{self.plural}"
+
+    def item_path(self, name: str, namespace: str = "") -> str:
+        if self.namespaced:
+            return f"{self.base}/namespaces/{namespace}/{self.plural}/{name}"
+        return f"{self.base}/{self.plural}/{name}"
+
+
+IPS: Final = _Kind("IP", "kubeovn.io", "v1", "ips", namespaced=False)
+SUBNETS: Final = _Kind("Subnet", "kubeovn.io", "v1", "subnets", namespaced=False)
+PODS: Final = _Kind("Pod", "", "v1", "pods", namespaced=True)
+NODES: Final = _Kind("Node", "", "v1", "nodes", namespaced=False)
+STATEFULSETS: Final = _Kind("StatefulSet", "apps", "v1", "statefulsets", namespaced=True)
+VMS: Final = _Kind("VirtualMachine", "kubevirt.io", "v1", "virtualmachines", namespaced=True)
+VMIS: Final = _Kind("VirtualMachineInstance", "kubevirt.io", "v1", "virtualmachineinstances", namespaced=True)
+VIPS: Final = _Kind("Vip", "kubeovn.io", "v1", "vips", namespaced=False)
+IPTABLES_EIPS: Final = _Kind("IptablesEIP", "kubeovn.io", "v1", "iptables-eips", namespaced=False)
+OVN_EIPS: Final = _Kind("OvnEip", "kubeovn.io", "v1", "ovn-eips", namespaced=False)
+
+
+class _Api:
+    """The generated clients behind one ApiClient, spoken to in raw bytes.
+
+    Each method does one HTTP request (no retries here) and returns the decoded
+    JSON; failures come out translated.
+    """
+
+    def __init__(self, client: k8s.ApiClient, settings: KubeSettings) -> None:
+        self._core = k8s.CoreV1Api(client)
+        self._apps = k8s.AppsV1Api(client)
+        self._custom = k8s.CustomObjectsApi(client)
+        self._page_size = max(1, settings.page_size)
+        self._timeout: float | None = settings.timeout if settings.timeout > 0 else None
+
+    def request(self, method: str, path: str, call: Callable[[], object], *, decode: bool = True) -> Any:
+        """Run ``call`` (a generated method with ``_preload_content=False``), read and decode the body.
+
+        With ``_preload_content=False`` the generated methods raise
+        ``ApiException`` for non-2xx answers and return the urllib3 response,
+        body unread, for 2xx ones.
+        """
+        try:
+            resp = call()
+            if not isinstance(resp, urllib3.BaseHTTPResponse):
+                raise FatalError(f"{method} {path}: the client returned {type(resp).__name__}, not a raw response")
+            try:
+                body = resp.data
+            finally:
+                resp.release_conn()
+            return orjson.loads(body) if decode else None
+        except (ApiException, urllib3.exceptions.HTTPError, OSError, orjson.JSONDecodeError) as exc:
+            raise translate_error(exc, method, path) from exc
+
+    def list_page(self, k: _Kind, cont: str | None) -> Raw:
+        path = k.list_path()
+        page = self.request("GET", path, partial(self._list_call, k, cont))
+        if not isinstance(page, dict) or not isinstance(page.get("items") or [], list):
+            raise FatalError(f"GET {path}: the answer is not a list")
+        return page
+
+    def _list_call(self, k: _Kind, cont: str | None) -> object:
+        limit, timeout = self._page_size, self._timeout
+        if k is PODS:
+            return self._core.list_pod_for_all_namespaces(
+                limit=limit, _continue=cont, _preload_content=False, _request_timeout=timeout
+            )
+        if k is NODES:
+            return self._core.list_node(limit=limit, _continue=cont, _preload_content=False, _request_timeout=timeout)
+        if k is STATEFULSETS:
+            return self._apps.list_stateful_set_for_all_namespaces(
+                limit=limit, _continue=cont, _preload_content=False, _request_timeout=timeout
+            )
+        if k.namespaced:
+            return self._custom.list_custom_object_for_all_namespaces(
+                k.group,
+                k.version,
+                k.plural,
+                limit=limit,
+                _continue=cont,
+                _preload_content=False,
+                _request_timeout=timeout,
+            )
+        return self._custom.list_cluster_custom_object(
+            k.group,
+            k.version,
+            k.plural,
+            limit=limit,
+            _continue=cont,
+            _preload_content=False,
+            _request_timeout=timeout,
+        )
+
+    def get(self, k: _Kind, name: str, namespace: str = "") -> Raw:
+        path = k.item_path(name, namespace)
+        obj = self.request("GET", path, partial(self._get_call, k, name, namespace))
+        if not isinstance(obj, dict):
+            raise FatalError(f"GET {path}: the answer is not an object")
+        return obj
+
+    def _get_call(self, k: _Kind, name: str, namespace: str) -> object:
+        timeout = self._timeout
+        if k is PODS:
+            return self._core.read_namespaced_pod(name, namespace, _preload_content=False, _request_timeout=timeout)
+        if k is NODES:
+            return self._core.read_node(name, _preload_content=False, _request_timeout=timeout)
+        if k is STATEFULSETS:
+            return self._apps.read_namespaced_stateful_set(
+                name, namespace, _preload_content=False, _request_timeout=timeout
+            )
+        if k.namespaced:
+            return self._custom.get_namespaced_custom_object(
+                k.group, k.version, namespace, k.plural, name, _preload_content=False, _request_timeout=timeout
+            )
+        return self._custom.get_cluster_custom_object(
+            k.group, k.version, k.plural, name, _preload_content=False, _request_timeout=timeout
+        )
+
+    def discover(self, group: str, version: str) -> None:
+        self.request(
+            "GET",
+            f"/apis/{group}/{version}",
+            partial(
+                self._custom.get_api_resources, group, version, _preload_content=False, _request_timeout=self._timeout
+            ),
+        )
+
+    def delete_cluster_object(self, k: _Kind, name: str, uid: str, resource_version: str) -> None:
+        body = k8s.V1DeleteOptions(
+            preconditions=k8s.V1Preconditions(uid=uid or None, resource_version=resource_version or None)
+        )
+        self.request(
+            "DELETE",
+            k.item_path(name),
+            partial(
+                self._custom.delete_cluster_custom_object,
+                k.group,
+                k.version,
+                k.plural,
+                name,
+                body=body,
+                _preload_content=False,
+                _request_timeout=self._timeout,
+            ),
+            decode=False,
+        )
+
+    def merge_patch_cluster_status(self, k: _Kind, name: str, body: dict[str, Any]) -> None:
+        """The generated ``patch_*_status`` sends ``application/merge-patch+json`` by default."""
+        self.request(
+            "PATCH",
+            k.item_path(name) + "/status",
+            partial(
+                self._custom.patch_cluster_custom_object_status,
+                k.group,
+                k.version,
+                k.plural,
+                name,
+                body,
+                _preload_content=False,
+                _request_timeout=self._timeout,
+            ),
+            decode=False,
+        )
+
+
+class _KubeAccess:
+    """What reader and writer share: the API, the retry policy, and single-object reads."""
+
+    def __init__(self, client: k8s.ApiClient, settings: KubeSettings, retry: RetryPolicy) -> None:
+        self._api = _Api(client, settings)
+        self._retry = retry
+
+    def _get(self, k: _Kind, parse: Callable[[Any], T], name: str, namespace: str = "") -> T | None:
+        path = k.item_path(name, namespace)
+        try:
+            raw = retrying(self._retry, f"GET {path}", partial(self._api.get, k, name, namespace))
+        except NotFoundError:
+            return None
+        try:
+            return parse(raw)
+        except ParseError as exc:
+            # it parsed in the snapshot; someone changed it since: skip it, do not stop the pass
+            raise ConflictError(f"{k.kind} {path} can no longer be parsed: {exc}") from exc
+
+    def get_ip(self, name: str) -> IpCR | None:
+        return self._get(IPS, parse_ip, name)
+
+    def get_subnet(self, name: str) -> Subnet | None:
+        return self._get(SUBNETS, parse_subnet, name)
+
+    def get_pod(self, namespace: str, name: str) -> Pod | None:
+        return self._get(PODS, parse_pod, name, namespace)
+
+    def get_node(self, name: str) -> Node | None:
+        return self._get(NODES, parse_node, name)
+
+    def get_statefulset(self, namespace: str, name: str) -> StatefulSet | None:
+        return self._get(STATEFULSETS, parse_statefulset, name, namespace)
+
+    def get_vm(self, namespace: str, name: str) -> VirtualMachine | None:
+        return self._get(VMS, parse_vm, name, namespace)
+
+    def get_vmi(self, namespace: str, name: str) -> VirtualMachine | None:
+        return self._get(VMIS, parse_vmi, name, namespace)
+
+
+# --- reading ----------------------------------------------------------------
+
+
+def _log_unparsed(unparsed: tuple[tuple[str, str, str], ...]) -> None:
+    for kind, name, why in unparsed:
+        log.warning("cannot parse %s %s: %s; leaving it alone", kind, name, why)
+
+
+class KubeReader(_KubeAccess):
+    """Reads the Kubernetes half of a snapshot: the owned IP CRs first, then their owners."""
+
+    def read_ips(self) -> tuple[IpCR, ...]:
+        """Only the IP CRs (for recomputing a subnet status after a conflict); unparsable ones are logged."""
+        ips, unparsed = self._list(IPS, parse_ip, tolerate=True)
+        _log_unparsed(unparsed)
+        return ips
+
+    def read(self) -> KubeSnapshot:
+        # Subnets first: any IP, Vip or EIP change after this read makes the controller rewrite the
+        # Subnet's status, which bumps its resourceVersion, so our rv-guarded status patch gets a 409
+        # instead of writing counts computed from a stale list. Then the owned (IPs), then the owners.
+        subnets, _ = self._list(SUBNETS, parse_subnet)
+        ips, unparsed = self._list(IPS, parse_ip, tolerate=True)
+        pods, _ = self._list(PODS, parse_pod)
+        nodes, _ = self._list(NODES, parse_node)
+        statefulsets, _ = self._list(STATEFULSETS, parse_statefulset)
+        kubevirt, vms = self._read_kubevirt()
+        vips = self._list_optional(VIPS, parse_vip)
+        eips = self._list_optional(IPTABLES_EIPS, parse_iptables_eip) + self._list_optional(OVN_EIPS, parse_ovn_eip)
+        _log_unparsed(unparsed)
+        return KubeSnapshot(
+            ips=ips,
+            subnets=subnets,
+            pods=pods,
+            nodes=nodes,
+            statefulsets=statefulsets,
+            vms=vms,
+            vips=vips,
+            eips=eips,
+            kubevirt=kubevirt,
+            unparsed=unparsed,
+        )
+
+    def _read_kubevirt(self) -> tuple[KubevirtState, tuple[VirtualMachine, ...]]:
+        try:
+            retrying(self._retry, "GET /apis/kubevirt.io/v1", partial(self._api.discover, "kubevirt.io", "v1"))
+        except NotFoundError:
+            log.info("KubeVirt API kubevirt.io/v1 is not served: no virtual machines")
+            return KubevirtState.ABSENT, ()
+        except GCError as exc:
+            log.warning("KubeVirt API cannot be discovered (%s): protecting anything VM-like", exc)
+            return KubevirtState.UNREADABLE, ()
+        try:
+            vms, _ = self._list(VMS, parse_vm)
+            vmis, _ = self._list(VMIS, parse_vmi)
+        except GCError as exc:
+            log.warning("KubeVirt objects cannot be listed (%s): protecting anything VM-like", exc)
+            return KubevirtState.UNREADABLE, ()
+        return KubevirtState.READ, vms + vmis
+
+    def _list_optional(self, k: _Kind, parse: Callable[[Any], T]) -> tuple[T, ...]:
+        """A list of a CRD that may not be installed: 404 means there are none."""
+        try:
+            items, _ = self._list(k, parse)
+        except NotFoundError:
+            log.info("%s is not served (CRD not installed): none", k.list_path())
+            return ()
+        return items
+
+    def _list(
+        self, k: _Kind, parse: Callable[[Any], T], *, tolerate: bool = False
+    ) -> tuple[tuple[T, ...], tuple[tuple[str, str, str], ...]]:
+        """Every object of a kind, in pages; restarted once from the start if a continue token expires."""
+        try:
+            return self._list_once(k, parse, tolerate)
+        except _ExpiredError as exc:
+            log.warning("listing %s: %s; restarting the list from the beginning", k.list_path(), exc)
+        return self._list_once(k, parse, tolerate)
+
+    def _list_once(
+        self, k: _Kind, parse: Callable[[Any], T], tolerate: bool
+    ) -> tuple[tuple[T, ...], tuple[tuple[str, str, str], ...]]:
+        items: list[T] = []
+        bad: list[tuple[str, str, str]] = []
+        cont: str | None = None
+        pages = 0
+        while True:
+            page = retrying(self._retry, f"GET {k.list_path()}", partial(self._api.list_page, k, cont))
+            pages += 1
+            for raw in page.get("items") or ():
+                try:
+                    items.append(parse(raw))
+                except ParseError as exc:
+                    if not tolerate:
+                        raise FatalError(f"cannot parse {k.kind} {object_name(raw)!r}: {exc}") from exc
+                    bad.append((k.kind, object_name(raw), str(exc)))
+            meta = page.get("metadata")
+            token = meta.get("continue") if isinstance(meta, dict) else None
+            del page  # the raw dicts go before the next page comes
+            if not token:
+                break
+            if not isinstance(token, str):
+                raise FatalError(f"GET {k.list_path()}: metadata.continue is not a string")
+            cont = token
+        log.debug("listed %d %s in %d page(s)", len(items), k.plural, pages)
+        return tuple(items), tuple(bad)
+
+
+# --- writing and second looks -----------------------------------------------
+
+
+class KubeWriter(_KubeAccess):
+    """Guarded writes; the inherited ``get_*`` give the second look before a write."""
+
+    def delete_ip(self, ip: IpCR) -> str:
+        """Delete an IP CR if it still has the uid and resourceVersion of the snapshot.
+
+        Returns ``"done"`` (deleted, or now terminating behind its finalizer) or
+        ``"gone"`` (404: already deleted — success). A precondition that does not
+        hold raises :class:`ConflictError`.
+        """
+        what = f"DELETE {IPS.item_path(ip.meta.name)}"
+        call = partial(self._api.delete_cluster_object, IPS, ip.meta.name, ip.meta.uid, ip.meta.resource_version)
+        try:
+            retrying(self._retry, what, call)
+        except NotFoundError:
+            return "gone"
+        return "done"
+
+    def patch_subnet_status(self, subnet: Subnet, fields: dict[str, int | str]) -> None:
+        """Merge-patch the status subresource, guarded by the snapshot's resourceVersion (409 → ConflictError)."""
+        body: dict[str, Any] = {
+            "metadata": {"resourceVersion": subnet.meta.resource_version},
+            "status": dict(fields),
+        }
+        what = f"PATCH {SUBNETS.item_path(subnet.meta.name)}/status"
+        retrying(self._retry, what, partial(self._api.merge_patch_cluster_status, SUBNETS, subnet.meta.name, body))
