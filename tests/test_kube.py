@@ -632,11 +632,11 @@ def test_read_full_cluster_in_pages(cluster: Cluster) -> None:
         assert len(reqs) == pages, resource
         assert "continue" not in reqs[0].query
         assert all(r.query.get("continue") for r in reqs[1:]), resource
-    # the owned things first, then their owners
+    # subnets (whose status we may write) first, then the owned things, then their owners
     order = list(dict.fromkeys(r.resource for r in lists))
     assert order == [
-        "ips",
         "subnets",
+        "ips",
         "pods",
         "nodes",
         "statefulsets",
