@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from fakeapi import FakeApiServer
 from ovsdb import OvsdbServer
 
 
@@ -19,3 +20,15 @@ def nb_server(tmp_path: Path) -> Iterator[OvsdbServer]:
         yield server
     finally:
         server.cleanup()
+
+
+@pytest.fixture
+def kube_api() -> Iterator[FakeApiServer]:
+    """A started fake Kubernetes API server (KubeVirt served)."""
+    with FakeApiServer() as server:
+        yield server
+
+
+@pytest.fixture
+def kubeconfig(kube_api: FakeApiServer, tmp_path: Path) -> Path:
+    return kube_api.write_kubeconfig(tmp_path / "kubeconfig")

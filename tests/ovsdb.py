@@ -63,12 +63,15 @@ def encode_map(mapping: dict[str, str] | None) -> list[Any]:
     return ["map", [[k, v] for k, v in sorted((mapping or {}).items())]]
 
 
-def encode_set(items: list[str] | tuple[str, ...] | str | None) -> Any:
-    if items is None:
-        return ["set", []]
-    if isinstance(items, str):
-        return items
-    return ["set", list(items)]
+def encode_value(value: Any) -> Any:
+    """Python → OVSDB JSON: dict → map, list → set; tagged values and atoms pass through."""
+    if isinstance(value, dict):
+        return encode_map(value)
+    if isinstance(value, list | tuple):
+        if len(value) == 2 and value[0] in ("set", "map", "uuid", "named-uuid"):
+            return list(value)
+        return ["set", list(value)]
+    return value
 
 
 class OvsdbServer:
@@ -292,23 +295,14 @@ class OvsdbServer:
         return str(res[0]["uuid"][1])
 
     def add_ports(self, switch_name: str, rows: list[dict[str, Any]], batch: int = 20000) -> list[str]:
-        """Insert ports into a switch. Each row: ``name`` plus optional ``type``,
-        ``external_ids`` (dict), ``addresses`` (list or str), or raw OVSDB values."""
+        """Insert ports into a switch, ``batch`` per transaction. Rows map column names
+        to values: dicts for maps, lists for sets, OVSDB-tagged values as they are."""
         uuids: list[str] = []
         for start in range(0, len(rows), batch):
             chunk = rows[start : start + batch]
             ops: list[dict[str, Any]] = []
             for i, row in enumerate(chunk):
-                encoded: dict[str, Any] = {}
-                for key, value in row.items():
-                    if key == "external_ids" or key == "options":
-                        encoded[key] = value if isinstance(value, list) else encode_map(value)
-                    elif key == "addresses":
-                        encoded[key] = (
-                            value if isinstance(value, list) and value[:1] == ["set"] else (encode_set(value))
-                        )
-                    else:
-                        encoded[key] = value
+                encoded = {key: encode_value(value) for key, value in row.items()}
                 ops.append({"op": "insert", "table": "Logical_Switch_Port", "row": encoded, "uuid-name": f"p{i}"})
             ops.append(
                 {
@@ -325,8 +319,8 @@ class OvsdbServer:
         return uuids
 
     def set_port(self, uuid: str, **columns: Any) -> None:
-        """Rewrite columns of one port (``external_ids`` as a dict)."""
-        row = {k: encode_map(v) if k == "external_ids" else v for k, v in columns.items()}
+        """Rewrite columns of one port (values as for :meth:`add_ports`)."""
+        row = {k: encode_value(v) for k, v in columns.items()}
         res = self.transact(
             [{"op": "update", "table": "Logical_Switch_Port", "where": [["_uuid", "==", ["uuid", uuid]]], "row": row}]
         )

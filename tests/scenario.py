@@ -127,6 +127,16 @@ class Cluster:
         self.address(namespace, name, address, pod_type="VirtualMachine")
 
 
+def kube_ovn_controller(api: FakeApiServer, nb: OvsdbServer) -> None:
+    """What kube-ovn-controller does for a terminating IP CR: drop its LSP, then its finalizer."""
+    ports = {p["name"]: p["uuid"] for p in nb.ports()}
+    for ip in api.list("ips"):
+        if ip["metadata"].get("deletionTimestamp"):
+            if ip["metadata"]["name"] in ports:
+                nb.delete_ports([ports[ip["metadata"]["name"]]])
+            api.remove_finalizers("ips", ip["metadata"]["name"])
+
+
 def seed_demo(api: FakeApiServer, nb: OvsdbServer) -> Cluster:
     """The sandbox cluster: live pods and VMs, and the leaks the job exists for."""
     c = Cluster(api, nb)

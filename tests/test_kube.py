@@ -751,7 +751,7 @@ def test_connection_refused_is_transient(tmp_path: Path) -> None:
     server = FakeApiServer().start()
     with connect(server, tmp_path, retry=ONCE) as c:
         server.stop()
-        with pytest.raises(TransientError, match=r"GET /apis/kubeovn\.io/v1/ips"):
+        with pytest.raises(TransientError, match=r"GET /apis/kubeovn\.io/v1/subnets"):
             c.reader.read()
 
 

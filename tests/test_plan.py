@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from builders import NOW, OLD, eip, ip, launcher, node, pod, port, snapshot, sts, sts_ref, subnet, vip, vm
 
+from builders import NOW, OLD, eip, ip, launcher, node, pod, port, snapshot, sts, sts_ref, subnet, vip, vm
 from kube_ovn_gc.model import KubevirtState, Snapshot
 from kube_ovn_gc.plan import Plan, Policy, plan
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 
 from . import plan as planner
 from .errors import ConflictError, GCError
@@ -64,7 +64,7 @@ def apply_ports(actions: Sequence[planner.PortAction], nb: Northbound, dry_run: 
     if not actions:
         return []
     try:
-        results: dict[PortUUID, str] = nb.lsp_del([a.port for a in actions])
+        results: Mapping[PortUUID, str] = nb.lsp_del([a.port for a in actions])
     except GCError as exc:
         log.error("port deletion failed: %s", exc)
         return [ActionRecord("port", a.port.name, f"{a.reason}; delete failed: {exc}", FAILED, _port_detail(a))

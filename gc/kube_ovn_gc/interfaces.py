@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from .model import IpCR, KubeSnapshot, NbSnapshot, Port, PortUUID, Subnet
@@ -11,7 +11,7 @@ from .model import IpCR, KubeSnapshot, NbSnapshot, Port, PortUUID, Subnet
 class Northbound(Protocol):
     def lsp_list(self) -> NbSnapshot: ...
 
-    def lsp_del(self, ports: Sequence[Port]) -> dict[PortUUID, str]:
+    def lsp_del(self, ports: Sequence[Port]) -> Mapping[PortUUID, str]:
         """Per port: "done", "gone" (already absent: success) or "changed" (left alone)."""
         ...
 

@@ -611,49 +611,58 @@ class OvsdbNorthbound:
         if not isinstance(name, str) or not name:
             raise FatalError(f"cannot add a port without a name: {dict(row)}")
         insert = {k: v for k, v in row.items() if k not in _READ_ONLY_COLUMNS}
-        ops: list[dict[str, Any]] = [
-            {
-                "op": "wait",
-                "table": LSP,
-                "where": [["name", "==", name]],
-                "columns": ["name"],
-                "until": "==",
-                "rows": [],
-                "timeout": 0,
-            },
-            {
-                "op": "wait",
-                "table": LS,
-                "where": [["name", "==", switch_name]],
-                "columns": ["name"],
-                "until": "==",
-                "rows": [{"name": switch_name}],
-                "timeout": 0,
-            },
-            {"op": "insert", "table": LSP, "row": insert, "uuid-name": "restored_port"},
-            {
-                "op": "mutate",
-                "table": LS,
-                "where": [["name", "==", switch_name]],
-                "mutations": [["ports", "insert", ["set", [["named-uuid", "restored_port"]]]]],
-            },
-            {"op": "comment", "comment": f"kube-ovn-gc: restore port {name} into {switch_name}"},
-        ]
         tried = False
 
         def attempt() -> PortUUID:
             nonlocal tried
             retried, tried = tried, True
+            # Switch names are not an index in the schema: resolve to one row first.
+            found = self._transact(
+                [{"op": "select", "table": LS, "where": [["name", "==", switch_name]], "columns": ["_uuid"]}]
+            )[0]["rows"]
+            if not found:
+                raise NotFoundError(f"switch {switch_name!r} not found")
+            if len(found) > 1:
+                raise ConflictError(f"{len(found)} switches are named {switch_name!r}; not adding {name!r}")
+            switch_uuid = found[0]["_uuid"][1]
+            ops: list[dict[str, Any]] = [
+                {
+                    "op": "wait",
+                    "table": LSP,
+                    "where": [["name", "==", name]],
+                    "columns": ["name"],
+                    "until": "==",
+                    "rows": [],
+                    "timeout": 0,
+                },
+                {
+                    "op": "wait",
+                    "table": LS,
+                    "where": _uuid_where(switch_uuid),
+                    "columns": ["name"],
+                    "until": "==",
+                    "rows": [{"name": switch_name}],
+                    "timeout": 0,
+                },
+                {"op": "insert", "table": LSP, "row": insert, "uuid-name": "restored_port"},
+                {
+                    "op": "mutate",
+                    "table": LS,
+                    "where": _uuid_where(switch_uuid),
+                    "mutations": [["ports", "insert", ["set", [["named-uuid", "restored_port"]]]]],
+                },
+                {"op": "comment", "comment": f"kube-ovn-gc: restore port {name} into {switch_name}"},
+            ]
             try:
                 results = self._transact(ops)
             except _WaitFailedError as exc:
                 if exc.op_index == 1:
-                    raise NotFoundError(f"switch {switch_name!r} not found (or not unique)") from exc
+                    raise NotFoundError(f"switch {switch_name!r} was deleted or renamed meanwhile") from exc
                 # After a lost reply our own insert may be what is in the way now.
-                found = self._find_port(switch_name, name, insert.get("external_ids")) if retried else None
-                if found is None:
+                mine = self._find_port(switch_uuid, name, insert.get("external_ids")) if retried else None
+                if mine is None:
                     raise ConflictError(f"a port named {name!r} already exists") from exc
-                return found
+                return mine
             return PortUUID(results[2]["uuid"][1])
 
         uuid = self._retrying(f"NB lsp-add {name}", attempt)
@@ -814,8 +823,8 @@ class OvsdbNorthbound:
             f"ports kept changing while being deleted ({len(pending)} left after {1 + WAIT_RETRIES} tries)"
         )
 
-    def _find_port(self, switch_name: str, name: str, external_ids: Any) -> PortUUID | None:
-        """The uuid of port ``name`` if it is in ``switch_name`` with these external_ids."""
+    def _find_port(self, switch_uuid: str, name: str, external_ids: Any) -> PortUUID | None:
+        """The uuid of port ``name`` if switch ``switch_uuid`` holds it with these external_ids."""
         results = self._transact(
             [{"op": "select", "table": LSP, "where": [["name", "==", name]], "columns": ["_uuid", "external_ids"]}]
         )
@@ -830,7 +839,7 @@ class OvsdbNorthbound:
                 {
                     "op": "select",
                     "table": LS,
-                    "where": [["name", "==", switch_name], ["ports", "includes", ["uuid", u]]],
+                    "where": [*_uuid_where(switch_uuid), ["ports", "includes", ["uuid", u]]],
                     "columns": ["name"],
                 }
             ]

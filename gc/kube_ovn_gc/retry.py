@@ -30,7 +30,7 @@ class RetryPolicy:
     def wait_seconds(self, attempt: int, exc: BaseException | None) -> float:
         if isinstance(exc, TransientError) and exc.retry_after is not None:
             return max(0.0, min(float(exc.retry_after), self.max_retry_after))
-        return min(self.initial_delay * (2 ** (attempt - 1)), self.max_delay)
+        return min(self.initial_delay * 2.0 ** (attempt - 1), self.max_delay)
 
 
 def retrying(policy: RetryPolicy, what: str, fn: Callable[[], T]) -> T:

@@ -1,0 +1,52 @@
+"""The local sandbox: a real ovsdb-server and the fake API server seeded with a small cluster
+holding the VM stop-then-delete leak and live pods/VMs; then `check`, `run`, and `run` again.
+
+Run it with ``scripts/sandbox`` (which sets everything up first).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from fakeapi import FakeApiServer
+from ovsdb import OvsdbServer
+from scenario import kube_ovn_controller, seed_demo
+
+
+def gc(args: list[str], env: dict[str, str]) -> int:
+    cmd = [sys.executable, "-m", "kube_ovn_gc", *args]
+    print(f"\n$ kube-ovn-gc {' '.join(args)}", flush=True)
+    code = subprocess.call(cmd, env=env)
+    print(f"(exit code {code})", flush=True)
+    return code
+
+
+def main() -> int:
+    with tempfile.TemporaryDirectory(prefix="kogc-") as tmp, FakeApiServer() as api:
+        nb = OvsdbServer(Path(tmp))
+        nb.start()
+        try:
+            seed_demo(api, nb)
+            env = dict(os.environ, KUBECONFIG=str(api.write_kubeconfig(Path(tmp) / "kubeconfig")),
+                       OVN_NB_DB=nb.unix_remote, KUBE_OVN_GC_LOG_LEVEL="WARNING")
+            print("Sandbox: ovsdb-server at", nb.unix_remote, "and a fake Kubernetes API at", api.url)
+            print("Seeded: live pods web-1/web-2, a running and a stopped VM, StatefulSet db (1 replica),")
+            print("and leaks: VM vm-deleted (stopped, then deleted), pod job-7f9c, db-1 (scaled down),")
+            print("an LSP old-pod.default without IP CR, and a stale ovn-default status (v4usingIPs 9).")
+            codes = [gc(["check"], env), gc(["run"], env)]
+            print("\n(kube-ovn-controller now handles the terminating IP CRs: drops their LSPs and finalizers)")
+            kube_ovn_controller(api, nb)
+            codes.append(gc(["run"], env))
+            print("\nSubnet ovn-default status now:", api.get("subnets", "ovn-default")["status"])  # type: ignore[index]
+        finally:
+            nb.cleanup()
+    # check finds leaks (1), run removes them (0), the second run has nothing to do (0).
+    return 0 if codes == [1, 0, 0] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,174 @@
+"""End to end through the CLI: a real ovsdb-server, the fake API server over HTTP, the real clients."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from fakeapi import FakeApiServer
+from kube_ovn_gc.cli import main
+from ovsdb import OvsdbServer
+from scenario import Cluster, kube_ovn_controller, seed_demo
+
+RESOURCES = ("ips", "subnets", "pods", "nodes", "statefulsets", "virtualmachines", "virtualmachineinstances")
+
+
+def gc(kubeconfig: Path, nb: OvsdbServer | str, *args: str) -> tuple[Result, dict[str, Any]]:
+    remote = nb if isinstance(nb, str) else nb.unix_remote
+    result = CliRunner().invoke(main, [*args, "--kubeconfig", str(kubeconfig), "--ovn-nb", remote,
+                                       "--output", "json", "--retry-attempts", "1"])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result, json.loads(result.stdout)
+
+
+def world(api: FakeApiServer, nb: OvsdbServer) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Everything both sides hold, for "changed nothing" assertions."""
+    objects = {r: api.list(r) for r in RESOURCES}
+    return objects, sorted(nb.ports(), key=lambda p: p["uuid"])
+
+
+def by_name(report: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {a["name"]: a for a in report["actions"] if a["kind"] == kind}
+
+
+@pytest.fixture
+def demo(kube_api: FakeApiServer, nb_server: OvsdbServer) -> Cluster:
+    return seed_demo(kube_api, nb_server)
+
+
+def test_run_collects_the_seed_leaks_keeps_the_living_and_fixes_the_subnet(
+        demo: Cluster, kube_api: FakeApiServer, nb_server: OvsdbServer, kubeconfig: Path) -> None:
+    result, report = gc(kubeconfig, nb_server, "run")
+    assert result.exit_code == 0, result.stderr
+    assert report["dry_run"] is False and report["exit_code"] == 0
+    ips = by_name(report, "ip")
+    assert set(ips) == {"vm-deleted.default", "job-7f9c.default", "db-1.default"}
+    assert ips["vm-deleted.default"]["outcome"] == "done"
+    assert ips["vm-deleted.default"]["reason"] == "owner VirtualMachine default/vm-deleted not found"
+    assert ips["vm-deleted.default"]["subnet"] == "ovn-default"
+    assert ips["vm-deleted.default"]["addresses"] == "10.16.0.6"
+    ports = by_name(report, "port")
+    assert set(ports) == {"old-pod.default"}
+    assert ports["old-pod.default"]["switch"] == "ovn-default" and ports["old-pod.default"]["uuid"]
+
+    # The leaked IP CRs are terminating (the controller's finalizer holds them); the living ones are intact.
+    left = {ip["metadata"]["name"]: ip for ip in kube_api.list("ips")}
+    for name in ips:
+        assert left[name]["metadata"]["deletionTimestamp"]
+    living = {"web-1.default", "web-2.default", "vm-running.default", "vm-stopped.default", "db-0.default",
+              "node-node1"}
+    assert all("deletionTimestamp" not in left[n]["metadata"] for n in living)
+    port_names = {p["name"] for p in nb_server.ports()}
+    assert "old-pod.default" not in port_names
+    assert {"web-1.default", "vm-running.default", "vm-stopped.default", "neutron-port-1"} <= port_names
+
+    # The subnet status counts what is left: 5 addresses in ovn-default.
+    status = kube_api.get("subnets", "ovn-default")["status"]  # type: ignore[index]
+    assert status["v4usingIPs"] == 5
+    assert status["v4usingIPrange"] == "10.16.0.2-10.16.0.5,10.16.0.9"
+    assert status["v4availableIPs"] == 65534 - 1 - 5
+    assert status["v4availableIPrange"] == "10.16.0.6-10.16.0.8,10.16.0.10-10.16.255.254"
+    fixed = by_name(report, "subnet-status")["ovn-default"]
+    assert fixed["outcome"] == "done" and fixed["before"]["v4usingIPs"] in ("9", 9)
+    assert fixed["after"]["v4usingIPs"] == 5
+
+    # The controller finishes the deletes; a second pass has nothing to do.
+    kube_ovn_controller(kube_api, nb_server)
+    assert "vm-deleted.default" not in {p["name"] for p in nb_server.ports()}
+    assert kube_api.get("ips", "vm-deleted.default") is None
+    again, report2 = gc(kubeconfig, nb_server, "run")
+    assert again.exit_code == 0
+    assert [a for a in report2["actions"] if a["outcome"] != "skipped"] == []
+
+
+def test_second_run_before_the_controller_acted_is_also_clean(
+        demo: Cluster, kube_api: FakeApiServer, nb_server: OvsdbServer, kubeconfig: Path) -> None:
+    assert gc(kubeconfig, nb_server, "run")[0].exit_code == 0
+    again, report = gc(kubeconfig, nb_server, "run")
+    assert again.exit_code == 0
+    assert report["actions"] == []
+
+
+def test_check_reports_leaks_with_exit_1_and_changes_nothing(
+        demo: Cluster, kube_api: FakeApiServer, nb_server: OvsdbServer, kubeconfig: Path) -> None:
+    before = world(kube_api, nb_server)
+    result, report = gc(kubeconfig, nb_server, "check")
+    assert result.exit_code == 1
+    assert report["dry_run"] is True
+    assert {a["outcome"] for a in report["actions"]} == {"planned"}
+    assert set(by_name(report, "ip")) == {"vm-deleted.default", "job-7f9c.default", "db-1.default"}
+    assert by_name(report, "subnet-status")["ovn-default"]["after"]["v4usingIPs"] == 5
+    assert world(kube_api, nb_server) == before
+    # `run --dry-run` is the same thing.
+    result, _ = gc(kubeconfig, nb_server, "run", "--dry-run")
+    assert result.exit_code == 1
+    assert world(kube_api, nb_server) == before
+
+
+def test_check_on_a_clean_cluster_exits_0(demo: Cluster, kube_api: FakeApiServer, nb_server: OvsdbServer,
+                                         kubeconfig: Path) -> None:
+    gc(kubeconfig, nb_server, "run")
+    kube_ovn_controller(kube_api, nb_server)
+    result, report = gc(kubeconfig, nb_server, "check")
+    assert result.exit_code == 0, report
+    assert report["actions"] == []
+
+
+def test_stopped_vm_keeps_its_ip_and_port(demo: Cluster, kube_api: FakeApiServer, nb_server: OvsdbServer,
+                                          kubeconfig: Path) -> None:
+    _, report = gc(kubeconfig, nb_server, "run")
+    assert "vm-stopped.default" not in by_name(report, "ip")
+    ip = kube_api.get("ips", "vm-stopped.default")
+    assert ip is not None and "deletionTimestamp" not in ip["metadata"]
+    assert "vm-stopped.default" in {p["name"] for p in nb_server.ports()}
+    # Delete the VM: now it is the seed case, and the next pass collects it.
+    kube_api.delete("virtualmachines", "vm-stopped", "default")
+    _, report = gc(kubeconfig, nb_server, "run")
+    assert by_name(report, "ip")["vm-stopped.default"]["outcome"] == "done"
+
+
+def test_foreign_nb_rows_are_never_touched(demo: Cluster, kube_api: FakeApiServer, nb_server: OvsdbServer,
+                                           kubeconfig: Path) -> None:
+    foreign_before = [p for p in nb_server.ports() if p["external_ids"].get("vendor") != "kube-ovn"]
+    switches_before = {s["name"] for s in nb_server.switches()}
+    gc(kubeconfig, nb_server, "run")
+    kube_ovn_controller(kube_api, nb_server)
+    foreign_after = [p for p in nb_server.ports() if p["external_ids"].get("vendor") != "kube-ovn"]
+    assert foreign_after == foreign_before and foreign_before
+    assert {s["name"] for s in nb_server.switches()} == switches_before
+
+
+def test_unreachable_nb_exits_3_and_changes_nothing(demo: Cluster, kube_api: FakeApiServer,
+                                                    nb_server: OvsdbServer, kubeconfig: Path,
+                                                    tmp_path: Path) -> None:
+    before = world(kube_api, nb_server)
+    result, report = gc(kubeconfig, f"unix:{tmp_path}/nowhere.sock", "run")
+    assert result.exit_code == 3
+    assert report["exit_code"] == 3 and report["actions"] == [] and report["error"]
+    assert world(kube_api, nb_server) == before
+
+
+def test_unreachable_api_exits_3_and_changes_nothing(demo: Cluster, kube_api: FakeApiServer,
+                                                     nb_server: OvsdbServer, kubeconfig: Path) -> None:
+    before = world(kube_api, nb_server)
+    kube_api.inject("GET", r"^/api/v1/pods$", 503, times=None)
+    result, report = gc(kubeconfig, nb_server, "run")
+    assert result.exit_code == 3, report
+    kube_api.reset_log()
+    assert world(kube_api, nb_server) == before
+
+
+def test_text_report_is_a_table_with_a_summary_line(demo: Cluster, nb_server: OvsdbServer,
+                                                     kubeconfig: Path) -> None:
+    result = CliRunner().invoke(main, ["check", "--kubeconfig", str(kubeconfig), "--ovn-nb", nb_server.unix_remote])
+    assert result.exit_code == 1
+    lines = result.stdout.strip().splitlines()
+    assert lines[0] == "*** DRY RUN: nothing was changed ***"
+    assert lines[1].split()[:4] == ["KIND", "OUTCOME", "NAME", "WHERE"]
+    assert any(line.startswith("ip ") and "vm-deleted.default" in line for line in lines)
+    assert lines[-1].startswith("DRY RUN: would remove 3 IP CRs; 1 ports; would fix")
+    assert lines[-1].endswith("→ exit 1")
