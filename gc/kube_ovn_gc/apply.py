@@ -1,23 +1,48 @@
-"""Execute a plan. The only module that looks at the dry-run mode."""
+"""Execute a plan. The only module that looks at the dry-run mode.
+
+Every delete gets a second look first: the candidate and its possible owners
+are read again, judged again by the same pure rules, and only a candidate that
+is still dead is deleted — with preconditions (IP CRs: uid + resourceVersion
+of the re-read; NB ports: an OVSDB ``wait`` on name and external_ids).
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from . import plan as planner
 from .errors import ConflictError, GCError
 from .interfaces import KubeWrites, Northbound
-from .model import KubeSnapshot, PortUUID
+from .model import IpCR, KubeSnapshot, PortUUID
 from .report import DONE, FAILED, PLANNED, SKIPPED, ActionRecord
 
 log = logging.getLogger(__name__)
 
 STATUS_CONFLICT_ATTEMPTS = 3
+KUBE_OVN_FINALIZERS = ("kubeovn.io/kube-ovn-controller", "kube-ovn-controller")
 
 
-def _ip_detail(action: planner.IpAction) -> dict[str, object]:
-    ip = action.ip
+def _no_guard() -> None:
+    return None
+
+
+@dataclass
+class Context:
+    """What acting needs: the back ends, the first read, the rules, and the mode."""
+
+    writer: KubeWrites
+    nb: Northbound
+    kube: KubeSnapshot
+    policy: planner.Policy
+    dry_run: bool
+    guard: Callable[[], None] = _no_guard  # raises SafetyError when we must stop acting (lease lost)
+    undo: list[dict[str, Any]] = field(default_factory=list)  # full deleted objects, for restore
+
+
+def _ip_detail(ip: IpCR) -> dict[str, object]:
     return {"subnet": ip.subnet, "addresses": ",".join(a for a in (ip.v4, ip.v6) if a),
             "namespace": ip.namespace, "pod": ip.pod_name, "pod_type": ip.pod_type}
 
@@ -27,53 +52,141 @@ def _port_detail(action: planner.PortAction) -> dict[str, object]:
     return {"switch": port.switch, "uuid": port.uuid, "addresses": list(port.addresses)}
 
 
-def apply_ips(actions: Sequence[planner.IpAction], writer: KubeWrites, dry_run: bool,
-              ) -> tuple[list[ActionRecord], set[str]]:
+def _fetch(writer: KubeWrites, lookups: Iterable[planner.Lookup]) -> list[object]:
+    """GET each possible owner again; absent ones are simply not in the result."""
+    getters: dict[str, Callable[[str, str], object | None]] = {
+        "Pod": writer.get_pod,
+        "VirtualMachine": writer.get_vm,
+        "VirtualMachineInstance": writer.get_vmi,
+        "StatefulSet": writer.get_statefulset,
+        "Node": lambda _ns, name: writer.get_node(name),
+        "Subnet": lambda _ns, name: writer.get_subnet(name),
+    }
+    found = (getters[lookup.kind](lookup.namespace, lookup.name) for lookup in lookups)
+    return [obj for obj in found if obj is not None]
+
+
+def _second_look_ip(ip: IpCR, ctx: Context, *, terminating_ok: bool = False,
+                    ) -> tuple[IpCR, dict[str, Any]] | str:
+    """Re-read the IP CR and its possible owners; the fresh CR and manifest, or why to leave it."""
+    got = ctx.writer.get_ip_manifest(ip.meta.name)
+    if got is None:
+        return "gone"
+    fresh, manifest = got
+    if ip.meta.uid and fresh.meta.uid != ip.meta.uid:
+        return "re-created since it was read (uid differs)"
+    owners = _fetch(ctx.writer, planner.lookups_for_ip(fresh, ctx.kube.kubevirt, ctx.policy))
+    verdict = planner.rejudge_ip(fresh, planner.fresh_snapshot(owners, ctx.kube), ctx.policy,
+                                 terminating_ok=terminating_ok)
+    if verdict.alive:
+        return f"second look: {verdict.reason}"
+    return fresh, manifest
+
+
+def apply_ips(actions: Sequence[planner.IpAction], ctx: Context) -> tuple[list[ActionRecord], set[str]]:
     """Delete leaked IP CRs; the controller's finalizer then frees the port and IPAM.
 
-    Returns the records and the names released (done or already gone).
+    Returns the records and the names released (deleted, or already gone).
     """
     records: list[ActionRecord] = []
     released: set[str] = set()
-    for action in actions:
-        name, detail = action.ip.meta.name, _ip_detail(action)
-        if dry_run:
+    for i, action in enumerate(actions):
+        name, detail = action.ip.meta.name, _ip_detail(action.ip)
+        if ctx.dry_run:
             records.append(ActionRecord("ip", name, action.reason, PLANNED, detail))
             released.add(name)
             continue
         try:
-            result = writer.delete_ip(action.ip)
+            ctx.guard()
+        except GCError as exc:
+            records += [ActionRecord("ip", a.ip.meta.name, f"not acted on: {exc}", SKIPPED, _ip_detail(a.ip))
+                        for a in actions[i:]]
+            raise StopActing(records, released) from exc
+        try:
+            looked = _second_look_ip(action.ip, ctx)
+            if looked == "gone":
+                log.info("ip %s already gone", name)
+                released.add(name)
+                records.append(ActionRecord("ip", name, f"{action.reason} (already gone)", DONE, detail))
+                continue
+            if isinstance(looked, str):
+                log.warning("ip %s kept: %s", name, looked)
+                records.append(ActionRecord("ip", name, looked, SKIPPED, detail))
+                continue
+            fresh, manifest = looked
+            result = ctx.writer.delete_ip(fresh)
         except ConflictError as exc:
             log.warning("ip %s skipped: changed since it was read (%s)", name, exc)
             records.append(ActionRecord("ip", name, f"changed since read: {exc}", SKIPPED, detail))
             continue
         except GCError as exc:
-            log.error("ip %s: delete failed: %s", name, exc)
-            records.append(ActionRecord("ip", name, f"{action.reason}; delete failed: {exc}", FAILED, detail))
+            log.error("ip %s: not deleted: %s", name, exc)
+            records.append(ActionRecord("ip", name, f"{action.reason}; not deleted: {exc}", FAILED, detail))
             continue
-        log.info("ip %s deleted (%s)%s", name, action.reason, " (already gone)" if result == "gone" else "")
+        log.info("ip %s deleted (%s)%s", name, action.reason, " (already gone)" if result == "gone" else "",
+                 extra={"action": "delete-ip", "object": name, "reason": action.reason})
         released.add(name)
+        ctx.undo.append({"kind": "ip", "name": name, "manifest": manifest})
         records.append(ActionRecord("ip", name, action.reason, DONE, detail))
     return records, released
 
 
-def apply_ports(actions: Sequence[planner.PortAction], nb: Northbound, dry_run: bool) -> list[ActionRecord]:
-    """Delete leaked ports that have no IP CR, in a few guarded NB transactions."""
-    if dry_run:
+class StopActing(GCError):
+    """Raised when the guard says stop (lease lost); carries what was done so far."""
+
+    def __init__(self, records: list[ActionRecord], released: set[str]) -> None:
+        super().__init__("stopped acting")
+        self.records = records
+        self.released = released
+
+
+def apply_ports(actions: Sequence[planner.PortAction], ctx: Context) -> list[ActionRecord]:
+    """Delete leaked ports that have no IP CR, after a second look, in a few guarded NB transactions."""
+    if ctx.dry_run:
         return [ActionRecord("port", a.port.name, a.reason, PLANNED, _port_detail(a)) for a in actions]
     if not actions:
         return []
     try:
-        results: Mapping[PortUUID, str] = nb.lsp_del([a.port for a in actions])
+        ctx.guard()
+    except GCError as exc:
+        not_acted = [ActionRecord("port", a.port.name, f"not acted on: {exc}", SKIPPED, _port_detail(a))
+                     for a in actions]
+        raise StopActing(not_acted, set()) from exc
+    records: list[ActionRecord] = []
+    survivors: list[planner.PortAction] = []
+    for a in actions:
+        try:
+            if ctx.writer.get_ip_manifest(a.port.name) is not None:
+                records.append(ActionRecord("port", a.port.name, "second look: an IP CR of this name exists now",
+                                            SKIPPED, _port_detail(a)))
+                continue
+            owners = _fetch(ctx.writer, planner.lookups_for_port(a.port, ctx.kube.kubevirt, ctx.policy))
+            verdict = planner.rejudge_port(a.port, planner.fresh_snapshot(owners, ctx.kube), ctx.policy)
+        except GCError as exc:
+            records.append(ActionRecord("port", a.port.name, f"{a.reason}; second look failed: {exc}", FAILED,
+                                        _port_detail(a)))
+            continue
+        if isinstance(verdict, planner.Skip) or verdict.alive:
+            records.append(ActionRecord("port", a.port.name, f"second look: {verdict.reason}", SKIPPED,
+                                        _port_detail(a)))
+            continue
+        survivors.append(a)
+    if not survivors:
+        return records
+    try:
+        rows = ctx.nb.lsp_get([a.port.uuid for a in survivors])
+        results: Mapping[PortUUID, str] = ctx.nb.lsp_del([a.port for a in survivors])
     except GCError as exc:
         log.error("port deletion failed: %s", exc)
-        return [ActionRecord("port", a.port.name, f"{a.reason}; delete failed: {exc}", FAILED, _port_detail(a))
-                for a in actions]
-    records = []
-    for a in actions:
+        return records + [ActionRecord("port", a.port.name, f"{a.reason}; delete failed: {exc}", FAILED,
+                                       _port_detail(a)) for a in survivors]
+    for a in survivors:
         result = results.get(a.port.uuid, "failed")
         if result in ("done", "gone"):
-            log.info("port %s deleted from switch %s (%s)", a.port.name, a.port.switch, a.reason)
+            log.info("port %s deleted from switch %s (%s)", a.port.name, a.port.switch, a.reason,
+                     extra={"action": "delete-port", "object": a.port.name, "reason": a.reason})
+            if a.port.uuid in rows:
+                ctx.undo.append({"kind": "port", "name": a.port.name, **rows[a.port.uuid]})
             records.append(ActionRecord("port", a.port.name, a.reason, DONE, _port_detail(a)))
         elif result == "changed":
             log.warning("port %s skipped: changed since it was read", a.port.name)
@@ -82,6 +195,42 @@ def apply_ports(actions: Sequence[planner.PortAction], nb: Northbound, dry_run: 
         else:
             records.append(ActionRecord("port", a.port.name, f"{a.reason}; delete failed: {result}", FAILED,
                                         _port_detail(a)))
+    return records
+
+
+def apply_stuck(stuck: Sequence[planner.StuckIp], release_after: Any, ctx: Context) -> list[ActionRecord]:
+    """Report IP CRs stuck terminating; with ``release_after`` set, drop Kube-OVN's finalizers from the
+    leaked ones stuck longer than that, so their Subnet can be deleted (the seed's "force delete")."""
+    records: list[ActionRecord] = []
+    for s in stuck:
+        name, detail = s.ip.meta.name, {**_ip_detail(s.ip), "stuck": True}
+        eligible = release_after is not None and s.leaked and s.terminating_for >= release_after
+        if not eligible:
+            records.append(ActionRecord("ip", name, s.reason, SKIPPED, detail))
+            continue
+        reason = f"{s.reason}; releasing its Kube-OVN finalizers (--release-stuck-after)"
+        if ctx.dry_run:
+            records.append(ActionRecord("ip", name, reason, PLANNED, detail))
+            continue
+        try:
+            ctx.guard()
+            looked = _second_look_ip(s.ip, ctx, terminating_ok=True)
+            if isinstance(looked, str):
+                outcome = DONE if looked == "gone" else SKIPPED
+                records.append(ActionRecord("ip", name, f"{s.reason}; {looked}", outcome, detail))
+                continue
+            _, manifest = looked
+            ctx.writer.release_finalizers(manifest, KUBE_OVN_FINALIZERS)
+        except ConflictError as exc:
+            records.append(ActionRecord("ip", name, f"changed since read: {exc}", SKIPPED, detail))
+            continue
+        except GCError as exc:
+            records.append(ActionRecord("ip", name, f"{reason}; failed: {exc}", FAILED, detail))
+            continue
+        log.warning("ip %s: released the finalizers of a leaked IP CR stuck terminating for %s",
+                    name, s.terminating_for, extra={"action": "release-finalizers", "object": name})
+        ctx.undo.append({"kind": "ip", "name": name, "manifest": manifest})
+        records.append(ActionRecord("ip", name, reason, DONE, detail))
     return records
 
 
@@ -131,6 +280,7 @@ def _write_status(action: planner.StatusAction, released: Collection[str], write
         except GCError as exc:
             log.error("subnet %s: status patch failed: %s", name, exc)
             return _status_record(action, FAILED, f"{action.reason}; patch failed: {exc}")
-        log.info("subnet %s status corrected: %s", name, current.reason)
+        log.info("subnet %s status corrected: %s", name, current.reason,
+                 extra={"action": "patch-subnet-status", "object": name, "reason": current.reason})
         return _status_record(current, DONE)
     return _status_record(action, SKIPPED, f"subnet kept changing: gave up after {STATUS_CONFLICT_ATTEMPTS} tries")

@@ -15,6 +15,7 @@ from . import __version__
 from .errors import ConfigError
 from .report import Report
 from .retry import RetryPolicy
+from .safety import Limits
 from .settings import KubeSettings, NbSettings, Settings, parse_duration
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,42 @@ def connection_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return functools.reduce(lambda f, opt: opt(f), reversed(options), fn)
 
 
+def pass_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The safety rails of a pass (run and check)."""
+    options = [
+        click.option("--max-deletions", type=click.IntRange(min=0), default=500, show_default=True,
+                     envvar="KUBE_OVN_GC_MAX_DELETIONS", show_envvar=True,
+                     help="refuse (exit 4, nothing changed) a plan deleting more IP CRs + ports than this."),
+        click.option("--max-deletion-ratio", type=click.FloatRange(min=0.0, max=1.0), default=0.5,
+                     show_default=True, envvar="KUBE_OVN_GC_MAX_DELETION_RATIO", show_envvar=True,
+                     help="refuse a plan deleting more than this share of the IP CRs or of the kube-ovn ports "
+                          "(applied when more than 20 of a kind would go)."),
+        click.option("--force", is_flag=True, envvar="KUBE_OVN_GC_FORCE", show_envvar=True,
+                     help="override the mass-deletion brake and the inventory plausibility check."),
+        click.option("--lease-namespace", default="kube-system", show_default=True,
+                     envvar="KUBE_OVN_GC_LEASE_NAMESPACE", show_envvar=True,
+                     help="namespace of the Lease 'kube-ovn-gc' that keeps two passes from overlapping."),
+        click.option("--lease-duration", type=Duration(), default="120s", show_default=True,
+                     envvar="KUBE_OVN_GC_LEASE_DURATION", show_envvar=True,
+                     help="how long the Lease holds without renewal (renewed every third of it)."),
+        click.option("--lease/--no-lease", "use_lease", default=True, show_default=True,
+                     envvar="KUBE_OVN_GC_LEASE", show_envvar=True,
+                     help="take the Lease before acting (dry runs never take it)."),
+        click.option("--stuck-after", type=Duration(), default="1h", show_default=True,
+                     envvar="KUBE_OVN_GC_STUCK_AFTER", show_envvar=True,
+                     help="report IP CRs terminating for longer than this (kube-ovn-controller down?)."),
+        click.option("--release-stuck-after", type=Duration(), default=None,
+                     envvar="KUBE_OVN_GC_RELEASE_STUCK_AFTER", show_envvar=True,
+                     help="remove Kube-OVN's finalizers from leaked IP CRs terminating for longer than this "
+                          "(off by default), so their Subnet can be deleted."),
+        click.option("--record", "record_dir", type=click.Path(file_okay=False), default=None,
+                     envvar="KUBE_OVN_GC_RECORD", show_envvar=True,
+                     help="write the JSON report with every deleted object (IP CR manifests, NB rows) into this "
+                          "directory, for `kube-ovn-gc restore`."),
+    ]
+    return functools.reduce(lambda f, opt: opt(f), reversed(options), fn)
+
+
 def build_settings(dry_run: bool, **opts: Any) -> Settings:
     from .logs import configure_logging
 
@@ -91,6 +128,14 @@ def build_settings(dry_run: bool, **opts: Any) -> Settings:
         keep_vm_ip=opts["keep_vm_ip"],
         output=opts["output"],
         retry=RetryPolicy(attempts=opts["retry_attempts"]),
+        limits=Limits(max_deletions=opts.get("max_deletions", 500), max_ratio=opts.get("max_deletion_ratio", 0.5),
+                      force=opts.get("force", False)),
+        lease_namespace=opts.get("lease_namespace", "kube-system"),
+        lease_duration=opts.get("lease_duration", dt.timedelta(seconds=120)),
+        use_lease=opts.get("use_lease", True),
+        stuck_after=opts.get("stuck_after", dt.timedelta(hours=1)),
+        release_stuck_after=opts.get("release_stuck_after"),
+        record_dir=opts.get("record_dir"),
     )
     log.info("kube-ovn-gc %s starting with settings %s", __version__, settings.describe())
     return settings
@@ -129,6 +174,7 @@ def main() -> None:
 @click.option("--dry-run", is_flag=True, envvar="KUBE_OVN_GC_DRY_RUN", show_envvar=True,
               help="plan and report only; change nothing (exit 1 if anything was found).")
 @connection_options
+@pass_options
 def run(dry_run: bool, **opts: Any) -> None:
     """One garbage-collection pass."""
     _pass(dry_run, opts)
@@ -136,6 +182,7 @@ def run(dry_run: bool, **opts: Any) -> None:
 
 @main.command()
 @connection_options
+@pass_options
 def check(**opts: Any) -> None:
     """Same as `run --dry-run`, for CI: exit 0 when clean, 1 when anything was found."""
     _pass(True, opts)

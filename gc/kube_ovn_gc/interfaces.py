@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Protocol
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from typing import Any, Protocol
 
-from .model import IpCR, KubeSnapshot, NbSnapshot, Port, PortUUID, Subnet
+from .model import IpCR, KubeSnapshot, NbSnapshot, Node, Pod, Port, PortUUID, StatefulSet, Subnet, VirtualMachine
 
 
 class Northbound(Protocol):
     def lsp_list(self) -> NbSnapshot: ...
+
+    def lsp_get(self, uuids: Iterable[PortUUID]) -> Mapping[PortUUID, Any]:
+        """Full rows of these ports with their switch (for the undo record)."""
+        ...
 
     def lsp_del(self, ports: Sequence[Port]) -> Mapping[PortUUID, str]:
         """Per port: "done", "gone" (already absent: success) or "changed" (left alone)."""
@@ -25,6 +29,24 @@ class KubeReads(Protocol):
 
 
 class KubeWrites(Protocol):
+    """Guarded writes, and the single-object reads of the second look."""
+
+    def get_ip_manifest(self, name: str) -> tuple[IpCR, dict[str, Any]] | None: ...
+
+    def get_pod(self, namespace: str, name: str) -> Pod | None: ...
+
+    def get_vm(self, namespace: str, name: str) -> VirtualMachine | None: ...
+
+    def get_vmi(self, namespace: str, name: str) -> VirtualMachine | None: ...
+
+    def get_statefulset(self, namespace: str, name: str) -> StatefulSet | None: ...
+
+    def get_node(self, name: str) -> Node | None: ...
+
+    def get_subnet(self, name: str) -> Subnet | None: ...
+
+    def release_finalizers(self, manifest: dict[str, Any], finalizers: Collection[str]) -> str: ...
+
     def delete_ip(self, ip: IpCR) -> str:
         """ "done", or "gone" when already absent; ConflictError when a precondition fails."""
         ...

@@ -13,13 +13,14 @@ goes through :func:`kube_ovn_gc.retry.retrying`.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import email.utils
 import ipaddress
 import logging
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Final, TypeVar
@@ -717,6 +718,25 @@ class _Api:
             decode=False,
         )
 
+    def replace_cluster_object(self, k: _Kind, name: str, body: dict[str, Any]) -> None:
+        """PUT: the body's ``metadata.resourceVersion`` guards it (409 on a stale one)."""
+        self.request(
+            "PUT",
+            k.item_path(name),
+            partial(self._custom.replace_cluster_custom_object, k.group, k.version, k.plural, name, body,
+                    _preload_content=False, _request_timeout=self._timeout),
+            decode=False,
+        )
+
+    def create_cluster_object(self, k: _Kind, body: dict[str, Any]) -> None:
+        self.request(
+            "POST",
+            k.list_path(),
+            partial(self._custom.create_cluster_custom_object, k.group, k.version, k.plural, body,
+                    _preload_content=False, _request_timeout=self._timeout),
+            decode=False,
+        )
+
     def merge_patch_cluster_status(self, k: _Kind, name: str, body: dict[str, Any]) -> None:
         """The generated ``patch_*_status`` sends ``application/merge-patch+json`` by default."""
         self.request(
@@ -757,6 +777,18 @@ class _KubeAccess:
 
     def get_ip(self, name: str) -> IpCR | None:
         return self._get(IPS, parse_ip, name)
+
+    def get_ip_manifest(self, name: str) -> tuple[IpCR, dict[str, Any]] | None:
+        """The IP CR parsed, and its full manifest (for the undo record)."""
+        path = IPS.item_path(name)
+        try:
+            raw = retrying(self._retry, f"GET {path}", partial(self._api.get, IPS, name))
+        except NotFoundError:
+            return None
+        try:
+            return parse_ip(raw), dict(raw)
+        except ParseError as exc:
+            raise ConflictError(f"IP {path} can no longer be parsed: {exc}") from exc
 
     def get_subnet(self, name: str) -> Subnet | None:
         return self._get(SUBNETS, parse_subnet, name)
@@ -905,6 +937,27 @@ class KubeWriter(_KubeAccess):
         except NotFoundError:
             return "gone"
         return "done"
+
+    def release_finalizers(self, manifest: dict[str, Any], finalizers: Collection[str]) -> str:
+        """Drop ``finalizers`` from a (terminating) IP CR with a PUT guarded by its resourceVersion.
+
+        Returns "done" or "gone" (404); a stale resourceVersion raises :class:`ConflictError`.
+        """
+        meta = manifest.get("metadata") or {}
+        name = str(meta.get("name", ""))
+        body = copy.deepcopy(manifest)
+        body["metadata"]["finalizers"] = [f for f in meta.get("finalizers") or [] if f not in finalizers]
+        what = f"PUT {IPS.item_path(name)}"
+        try:
+            retrying(self._retry, what, partial(self._api.replace_cluster_object, IPS, name, body))
+        except NotFoundError:
+            return "gone"
+        return "done"
+
+    def create_ip(self, manifest: dict[str, Any]) -> None:
+        """Create an IP CR (restore); an existing name raises :class:`ConflictError` (409 AlreadyExists)."""
+        name = str((manifest.get("metadata") or {}).get("name", ""))
+        retrying(self._retry, f"POST {IPS.list_path()} {name}", partial(self._api.create_cluster_object, IPS, manifest))
 
     def patch_subnet_status(self, subnet: Subnet, fields: dict[str, int | str]) -> None:
         """Merge-patch the status subresource, guarded by the snapshot's resourceVersion (409 → ConflictError)."""

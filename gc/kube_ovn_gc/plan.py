@@ -8,6 +8,7 @@ keeps it so).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from .model import (
     IpCR,
     KubeSnapshot,
     KubevirtState,
+    Node,
     OwnerKey,
     Pod,
     Port,
@@ -433,3 +435,122 @@ def plan_statuses(kube: KubeSnapshot, released: Collection[str]) -> StatusPlan:
         summary = ", ".join(f"{k} {diff[k][0]!r}→{diff[k][1]!r}" for k in changed if k.endswith("IPs"))
         actions.append(StatusAction(subnet, before, after, changed, f"status drift: {summary or 'ranges'}"))
     return StatusPlan(tuple(actions), tuple(skipped), tuple(summaries))
+
+
+# --- the second look: what to re-read, and the verdict on fresh reads ------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """One object to GET again just before acting: kind in Pod, VirtualMachine,
+    VirtualMachineInstance, StatefulSet, Node, Subnet."""
+
+    kind: str
+    namespace: str
+    name: str
+
+
+def _workload_lookups(namespace: str, name: str, kubevirt: KubevirtState, policy: Policy) -> list[Lookup]:
+    out = [Lookup("Pod", namespace, name)]
+    if policy.keep_vm_ip and kubevirt is not KubevirtState.ABSENT:
+        out += [Lookup("VirtualMachine", namespace, name), Lookup("VirtualMachineInstance", namespace, name)]
+    split = names.split_ordinal(name)
+    if split is not None:
+        out.append(Lookup("StatefulSet", namespace, split[0]))
+    return out
+
+
+def _special_lookups(name: str, refs: Iterable[tuple[str, str]]) -> list[Lookup]:
+    out = [Lookup(kind, "", ref) for kind, ref in refs if kind in ("Node", "Subnet")]
+    node = names.node_of_port(name)
+    if node is not None:
+        out.append(Lookup("Node", "", node))
+    subnet = names.subnet_of_special(name)
+    if subnet is not None:
+        out.append(Lookup("Subnet", "", subnet))
+    return out
+
+
+def lookups_for_ip(ip: IpCR, kubevirt: KubevirtState, policy: Policy) -> tuple[Lookup, ...]:
+    refs = [(r.kind, r.name) for r in ip.meta.owners]
+    if ip.namespace == "" and ip.node_name:
+        refs.append(("Node", ip.node_name))
+    out = _special_lookups(ip.meta.name, refs)
+    if ip.namespace and ip.pod_name:
+        out += _workload_lookups(ip.namespace, ip.pod_name, kubevirt, policy)
+    return tuple(dict.fromkeys(out))
+
+
+def lookups_for_port(port: Port, kubevirt: KubevirtState, policy: Policy) -> tuple[Lookup, ...]:
+    out = _special_lookups(port.name, ())
+    ns, slash, name = port.external_id("pod").partition("/")
+    if slash and ns and name:
+        out += _workload_lookups(ns, name, kubevirt, policy)
+    return tuple(dict.fromkeys(out))
+
+
+def fresh_snapshot(found: Iterable[object], kube: KubeSnapshot) -> KubeSnapshot:
+    """A small snapshot of re-read owners, plus the first read's Vips, EIPs and Subnets for name rules."""
+    pods, vms, stss, nodes, subnets = [], [], [], [], {s.meta.name: s for s in kube.subnets}
+    for obj in found:
+        if isinstance(obj, Pod):
+            pods.append(obj)
+        elif isinstance(obj, VirtualMachine):
+            vms.append(obj)
+        elif isinstance(obj, StatefulSet):
+            stss.append(obj)
+        elif isinstance(obj, Node):
+            nodes.append(obj)
+        elif isinstance(obj, Subnet):
+            subnets[obj.meta.name] = obj
+    return KubeSnapshot(subnets=tuple(subnets.values()), pods=tuple(pods), nodes=tuple(nodes),
+                        statefulsets=tuple(stss), vms=tuple(vms), vips=kube.vips, eips=kube.eips,
+                        kubevirt=kube.kubevirt)
+
+
+def rejudge_ip(ip: IpCR, fresh: KubeSnapshot, policy: Policy, *, terminating_ok: bool = False) -> Verdict:
+    """The second look at an IP CR: the same rules on re-read objects.
+
+    ``terminating_ok`` judges a terminating CR as if it were not (for releasing stuck finalizers).
+    """
+    if terminating_ok and ip.meta.deletion is not None:
+        ip = dataclasses.replace(ip, meta=dataclasses.replace(ip.meta, deletion=None))
+    return judge_ip(ip, Owners(fresh, policy))
+
+
+def rejudge_port(port: Port, fresh: KubeSnapshot, policy: Policy) -> Verdict | Skip:
+    return judge_port(port, Owners(fresh, policy))
+
+
+# --- stuck terminating IP CRs ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StuckIp:
+    ip: IpCR
+    terminating_for: dt.timedelta
+    leaked: bool  # no live owner: a candidate for --release-stuck-after
+    reason: str
+
+
+def stuck_ips(kube: KubeSnapshot, policy: Policy, threshold: dt.timedelta) -> tuple[StuckIp, ...]:
+    """IP CRs terminating for longer than ``threshold``: the controller that owns the finalizer is not acting."""
+    owners: Owners | None = None
+    out: list[StuckIp] = []
+    for ip in kube.ips:
+        deletion = ip.meta.deletion
+        if deletion is None or policy.now - deletion < threshold:
+            continue
+        owners = owners or Owners(kube, policy)
+        verdict = judge_ip(dataclasses.replace(ip, meta=dataclasses.replace(ip.meta, deletion=None)), owners)
+        age = policy.now - deletion
+        out.append(StuckIp(ip, age, not verdict.alive,
+                           f"terminating for {_human(age)}: is kube-ovn-controller running? ({verdict.reason})"))
+    return tuple(out)
+
+
+def _human(delta: dt.timedelta) -> str:
+    minutes = int(delta.total_seconds() // 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    return f"{days}d{hours}h" if days else (f"{hours}h{minutes:02d}m" if hours else f"{minutes}m")

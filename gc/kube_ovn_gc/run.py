@@ -1,24 +1,29 @@
-"""One pass: read NB, read Kubernetes, plan, act, report. Returns an outcome; never exits."""
+"""One pass: read NB, read Kubernetes, plan, check the rails, act, report. Returns a report; never exits."""
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import logging
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 
-from . import apply
+from . import apply, safety
 from . import plan as planner
-from .errors import ConfigError, GCError
+from .errors import ConfigError, GCError, SafetyError
 from .interfaces import KubeReads, KubeWrites, Northbound
 from .model import KubeSnapshot, Snapshot
-from .report import FAILED, PLANNED, SKIPPED, ActionRecord, ExitCode, Report
+from .report import DONE, FAILED, PLANNED, SKIPPED, ActionRecord, ExitCode, Report
 from .settings import Settings
 
 log = logging.getLogger(__name__)
+
+Guard = Callable[[], None]
+"""Raises SafetyError when the pass must stop acting (its lease was lost)."""
 
 
 @dataclass(frozen=True)
@@ -28,10 +33,11 @@ class Backends:
     nb: Callable[[], AbstractContextManager[Northbound]]
     reader: KubeReads
     writer: KubeWrites
+    lease: Callable[[], AbstractContextManager[Guard]] | None = None
 
 
 def build_backends(settings: Settings) -> Backends:
-    from . import kube, ovn
+    from . import kube, lease, ovn
 
     api = kube.api_client(settings.kube)
     reader = kube.KubeReader(api, settings.kube, settings.retry)
@@ -42,7 +48,13 @@ def build_backends(settings: Settings) -> Backends:
         with ovn.OvsdbNorthbound(settings.nb, settings.retry) as client:
             yield client
 
-    return Backends(nb=nb, reader=reader, writer=writer)
+    @contextmanager
+    def one_runner() -> Iterator[Guard]:
+        with lease.Lease(api, settings.lease_namespace, identity=lease.default_identity(),
+                         duration=settings.lease_duration, retry=settings.retry) as held:
+            yield held.check
+
+    return Backends(nb=nb, reader=reader, writer=writer, lease=one_runner if settings.use_lease else None)
 
 
 def _refresher(reader: KubeReads, kube: KubeSnapshot) -> apply.Refresh:
@@ -55,51 +67,114 @@ def _refresher(reader: KubeReads, kube: KubeSnapshot) -> apply.Refresh:
     return refresh
 
 
+def _no_guard() -> None:
+    return None
+
+
+def _refused(the_plan: planner.Plan, why: str) -> list[ActionRecord]:
+    """What would have gone, when a rail refuses the whole plan."""
+    return ([ActionRecord("ip", a.ip.meta.name, a.reason, PLANNED, {"subnet": a.ip.subnet}) for a in the_plan.ips]
+            + [ActionRecord("port", a.port.name, a.reason, PLANNED, {"switch": a.port.switch, "uuid": a.port.uuid})
+               for a in the_plan.ports])
+
+
+def _exit_code(actions: list[ActionRecord], stopped: bool) -> ExitCode:
+    if stopped:
+        return ExitCode.PARTIAL if any(a.outcome == DONE for a in actions) else ExitCode.REFUSED
+    if any(a.outcome == FAILED for a in actions):
+        return ExitCode.PARTIAL
+    if any(a.outcome == PLANNED for a in actions):
+        return ExitCode.FOUND
+    return ExitCode.OK
+
+
 def run_pass(settings: Settings, backends: Backends | None = None) -> Report:
     started = dt.datetime.now(dt.UTC)
     clock = time.monotonic()
     inventory: dict[str, int] = {}
     subnets: tuple[planner.SubnetSummary, ...] = ()
+    undo: list[dict[str, object]] = []
 
     def finish(code: ExitCode, actions: list[ActionRecord], error: str | None = None) -> Report:
-        return Report(settings.dry_run, int(code), started, time.monotonic() - clock, inventory,
-                      tuple(actions), error, subnets=subnets)
+        report = Report(settings.dry_run, int(code), started, time.monotonic() - clock, inventory,
+                        tuple(actions), error, extra={"undo": undo}, subnets=subnets)
+        _record(settings, report)
+        log.info("%s", report.summary())
+        return report
 
     if settings.dry_run:
         log.warning("DRY RUN: planning and reporting only; nothing will be deleted or patched")
+    actions: list[ActionRecord] = []
+    stopped = False
     try:
+        check_record_dir(settings)
         backends = backends or build_backends(settings)
-        with backends.nb() as nb:
+        one_runner = backends.lease if backends.lease is not None and not settings.dry_run else None
+        with (one_runner() if one_runner else nullcontext(_no_guard)) as guard, backends.nb() as nb:
             nb_snapshot = nb.lsp_list()
-            log.info("read %d logical switch ports from NB", len(nb_snapshot.ports))
             kube_snapshot = backends.reader.read()
             snapshot = Snapshot(nb_snapshot, kube_snapshot)
             inventory.update(snapshot.inventory())
-            log.info("read Kubernetes: %s", inventory)
-            the_plan = planner.plan(snapshot, planner.Policy(now=started, min_age=settings.min_age,
-                                                             keep_vm_ip=settings.keep_vm_ip))
-            actions: list[ActionRecord] = [
-                ActionRecord(s.kind, s.name, s.reason, SKIPPED) for s in the_plan.skipped
-            ]
-            ip_records, released = apply.apply_ips(the_plan.ips, backends.writer, settings.dry_run)
-            actions += ip_records
-            actions += apply.apply_ports(the_plan.ports, nb, settings.dry_run)
-        status_plan = planner.plan_statuses(kube_snapshot, released)
-        subnets = status_plan.summaries
-        actions += apply.apply_statuses(status_plan, released, backends.writer,
-                                        _refresher(backends.reader, kube_snapshot), settings.dry_run)
+            log.info("read %s", inventory)
+            policy = planner.Policy(now=started, min_age=settings.min_age, keep_vm_ip=settings.keep_vm_ip)
+            the_plan = planner.plan(snapshot, policy)
+            actions += [ActionRecord(s.kind, s.name, s.reason, SKIPPED) for s in the_plan.skipped]
+            refusal = safety.brake(the_plan, snapshot, settings.limits)
+            if refusal is not None:
+                log.error("refused by a safety rail, nothing changed: %s (--force overrides)", refusal)
+                return finish(ExitCode.REFUSED, actions + _refused(the_plan, refusal), f"refused: {refusal}")
+            ctx = apply.Context(backends.writer, nb, kube_snapshot, policy, settings.dry_run, guard, undo)
+            released: set[str] = set()
+            try:
+                ip_records, released = apply.apply_ips(the_plan.ips, ctx)
+                actions += ip_records
+                actions += apply.apply_ports(the_plan.ports, ctx)
+                stuck = planner.stuck_ips(kube_snapshot, policy, settings.stuck_after)
+                actions += apply.apply_stuck(stuck, settings.release_stuck_after, ctx)
+            except apply.StopActing as stop:
+                log.error("stopped acting: %s", stop.__cause__)
+                actions += stop.records
+                return finish(_exit_code(actions, stopped=True), actions, f"stopped: {stop.__cause__}")
+            status_plan = planner.plan_statuses(kube_snapshot, released)
+            subnets = status_plan.summaries
+            actions += apply.apply_statuses(status_plan, released, backends.writer,
+                                            _refresher(backends.reader, kube_snapshot), settings.dry_run)
     except ConfigError as exc:
         log.error("configuration error: %s", exc)
         return finish(ExitCode.USAGE, [], f"configuration: {exc}")
+    except SafetyError as exc:
+        log.error("refused by a safety rail, nothing changed: %s", exc)
+        return finish(ExitCode.REFUSED, [], f"refused: {exc}")
     except GCError as exc:
         log.error("could not read everything; nothing was changed: %s", exc)
         return finish(ExitCode.INCOMPLETE, [], str(exc))
-    if any(a.outcome == FAILED for a in actions):
-        code = ExitCode.PARTIAL
-    elif any(a.outcome == PLANNED for a in actions):
-        code = ExitCode.FOUND
-    else:
-        code = ExitCode.OK
-    report = finish(code, actions)
-    log.info("%s", report.summary())
-    return report
+    return finish(_exit_code(actions, stopped), actions)
+
+
+def _record(settings: Settings, report: Report) -> None:
+    """--record DIR: keep the full report (with the deleted objects) as a file ``restore`` can read."""
+    if not settings.record_dir:
+        return
+    directory = Path(settings.record_dir)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / f"kube-ovn-gc-{report.started_at:%Y%m%dT%H%M%S}Z.json"
+        path.write_text(json.dumps(report.as_json(), indent=2, default=str), encoding="utf-8")
+    except OSError as exc:
+        log.error("could not write the record to %s: %s", directory, exc)
+        return
+    log.info("recorded the report and its deleted objects in %s", path)
+
+
+def check_record_dir(settings: Settings) -> None:
+    """Fail before acting, not after, when --record cannot be written."""
+    if not settings.record_dir:
+        return
+    directory = Path(settings.record_dir)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / ".kube-ovn-gc-write-test"
+        probe.write_text("", encoding="utf-8")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"--record {directory} is not writable: {exc}") from exc

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 
 from .errors import ConfigError
 from .retry import RetryPolicy
+from .safety import Limits
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
@@ -47,9 +48,18 @@ class Settings:
     keep_vm_ip: bool = True
     output: str = "text"
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    limits: Limits = field(default_factory=Limits)
+    lease_namespace: str = "kube-system"
+    lease_duration: dt.timedelta = dt.timedelta(seconds=120)
+    use_lease: bool = True
+    stuck_after: dt.timedelta = dt.timedelta(hours=1)
+    release_stuck_after: dt.timedelta | None = None
+    record_dir: str | None = None
 
     def describe(self) -> dict[str, object]:
         """The effective settings, safe to log (paths, never secrets)."""
         out = asdict(self)
-        out["min_age"] = str(self.min_age)
+        for key, value in out.items():
+            if isinstance(value, dt.timedelta):
+                out[key] = str(value)
         return out
