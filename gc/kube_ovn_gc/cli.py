@@ -186,3 +186,40 @@ def run(dry_run: bool, **opts: Any) -> None:
 def check(**opts: Any) -> None:
     """Same as `run --dry-run`, for CI: exit 0 when clean, 1 when anything was found."""
     _pass(True, opts)
+
+
+@main.command()
+@click.argument("report_file", metavar="REPORT.json", type=click.Path(exists=True, dir_okay=False))
+@connection_options
+def restore(report_file: str, **opts: Any) -> None:
+    """Put back the IP CRs and ports a pass deleted, from its JSON report (--output json or --record).
+
+    Names that exist again are refused and left alone. Exit 0 when everything was restored,
+    5 when something was refused or failed, 2 on a bad report.
+    """
+    import datetime as dt
+    import time
+    from contextlib import contextmanager
+
+    from . import kube, ovn
+    from . import restore as undo
+    from .report import DONE, ExitCode
+
+    settings = build_settings(False, **opts)
+    started, clock = dt.datetime.now(dt.UTC), time.monotonic()
+    try:
+        entries = undo.load(report_file)
+        api = kube.api_client(settings.kube)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from exc
+
+    @contextmanager
+    def nb() -> Any:
+        with ovn.OvsdbNorthbound(settings.nb, settings.retry) as client:
+            yield client
+
+    records = undo.restore(entries, kube.KubeWriter(api, settings.kube, settings.retry), nb)
+    code = ExitCode.OK if all(r.outcome == DONE for r in records) else ExitCode.PARTIAL
+    emit(Report(False, int(code), started, time.monotonic() - clock, {"undo_entries": len(entries)},
+                tuple(records), extra={"command": "restore"}), settings.output)
+    sys.exit(code)

@@ -23,19 +23,24 @@ done here:
   ``{"id":"<marker>","result":[],"error":null}``: it holds no other ``{``,
   so ``rfind`` from the marker finds its start;
 * that prefix is normally exactly one message, our reply, and is parsed in one
-  ``orjson.loads`` call (no copy: orjson reads the ``bytearray``);
+  ``orjson.loads`` call (orjson reads the ``bytearray`` as it is);
 * if it is not (the server slipped its own ``echo`` probe in ahead of the
   reply), the prefix is split with ``json.JSONDecoder().raw_decode``, probes
   are answered, and the reply is picked by id. Server messages that arrive
   between our requests (inactivity probes on tcp/ssl remotes) are drained and
   answered before each request, so the slow path is rare.
 
-Measured on a 2-core VM against a local ovsdb-server 3.1 over its unix socket
-(numbers in the README of the change, repeated here): ``lsp_list`` of 100k
-ports ~2.4 s, of which ~1.5 s is ovsdb-server producing the reply, ~0.2 s
-orjson and ~0.6 s building ``Port`` objects; ``lsp_del`` of 1000 ports out of
-100k in one switch ~0.35 s. ``ovs.json`` on the same 100k reply: ~12 s;
-the stdlib ``raw_decode`` split: ~0.5 s.
+Measured on the shared 2-core dev VM (expect +-30%) against a local
+ovsdb-server 3.1, 100k ports in one switch (a 26.7 MB reply): ``lsp_list``
+~3.0 s over unix or tcp, of which ~2.0 s is ovsdb-server producing the reply,
+~0.35 s orjson and ~0.6 s building ``Port`` objects, both with the cyclic GC
+paused (with it running they cost ~1.3 s more, see :func:`_gc_paused`).
+On the same reply ``ovs.json`` needs ~18 s and the stdlib ``raw_decode``
+~0.4 s. ``lsp_del`` of 1000 of those ports: ~0.3-0.45 s, of which the
+per-uuid pre-check selects take ~0.1-0.17 s (one full-table select of
+``name``/``external_ids`` instead: ~3 s); one ``mutate`` per port rather than
+one per switch costs ~0.06 s more per 1000 and lets a port that moved to
+another switch be told apart.
 
 Errors
 ------
@@ -163,7 +168,7 @@ def _split_host_port(remote: str, rest: str) -> tuple[str, int]:
 
 
 def check_settings(settings: NbSettings) -> None:
-    """Validate remotes and, when any remote is ``ssl:``, the three TLS files."""
+    """Validate remotes and, when any remote is ``ssl:``, load the three TLS files."""
     if not settings.remotes:
         raise ConfigError(f"no NB remote given: {_REMOTE_HELP}")
     for remote in settings.remotes:
@@ -181,25 +186,32 @@ def check_settings(settings: NbSettings) -> None:
             raise ConfigError(f"ssl: NB remotes need a {what} file")
         if not os.path.isfile(path) or not os.access(path, os.R_OK):
             raise ConfigError(f"NB TLS {what} {path!r} is missing or unreadable")
+    # Load them once now, as python-ovs will: a bad file is a ConfigError at start-up
+    # (python-ovs would also leak a socket on this path).
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        ctx.load_verify_locations(settings.ca_cert)
+        ctx.load_cert_chain(str(settings.certificate), str(settings.private_key))
+    except (ssl.SSLError, OSError) as exc:
+        raise ConfigError(f"cannot load the NB TLS files: {exc}") from exc
 
 
-def _stream_name(remote: str) -> str:
-    """The name python-ovs gets: host names resolved here (python-ovs needs unbound for that)."""
+def _stream_names(remote: str) -> list[str]:
+    """The names python-ovs gets: host names resolved here, each address in turn
+    (python-ovs resolves names only with the unbound module)."""
     kind, _, rest = remote.partition(":")
     if kind == "unix":
-        return remote
+        return [remote]
     host, port = _split_host_port(remote, rest)
     try:
-        ipaddress.ip_address(host)
+        addresses = [str(ipaddress.ip_address(host))]
     except ValueError:
         try:
             infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except OSError as exc:
             raise TransientError(f"{remote}: cannot resolve {host!r}: {exc}") from exc
-        host = str(infos[0][4][0])
-    if ":" in host:
-        return f"{kind}:[{host}]:{port}"
-    return f"{kind}:{host}:{port}"
+        addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+    return [f"{kind}:[{a}]:{port}" if ":" in a else f"{kind}:{a}:{port}" for a in addresses]
 
 
 # --- one JSON-RPC connection -------------------------------------------------
@@ -217,20 +229,28 @@ class _Connection:
 
     @classmethod
     def open(cls, remote: str, settings: NbSettings) -> _Connection:
-        name = _stream_name(remote)
-        if name.startswith("ssl:"):
-            ovs.stream.Stream.ssl_set_private_key_file(settings.private_key)
-            ovs.stream.Stream.ssl_set_certificate_file(settings.certificate)
-            ovs.stream.Stream.ssl_set_ca_cert_file(settings.ca_cert)
-        try:
-            error, stream = ovs.stream.Stream.open_block(ovs.stream.Stream.open(name), int(settings.timeout * 1000))
-        except ssl.SSLError as exc:
-            raise ConfigError(f"{remote}: cannot load the TLS files: {exc}") from exc
-        except OSError as exc:
-            raise TransientError(f"{remote}: {exc}") from exc
-        if error:
-            raise TransientError(f"{remote}: {_strerror(error)}")
-        return cls(stream, remote, settings.timeout)
+        failure = ""
+        for name in _stream_names(remote):
+            if name.startswith("ssl:"):
+                ovs.stream.Stream.ssl_set_private_key_file(settings.private_key)
+                ovs.stream.Stream.ssl_set_certificate_file(settings.certificate)
+                ovs.stream.Stream.ssl_set_ca_cert_file(settings.ca_cert)
+            try:
+                error, stream = ovs.stream.Stream.open_block(ovs.stream.Stream.open(name), int(settings.timeout * 1000))
+            except ssl.SSLError as exc:
+                raise ConfigError(f"{remote}: cannot load the TLS files: {exc}") from exc
+            except OSError as exc:
+                raise TransientError(f"{remote}: {exc}") from exc
+            if not error:
+                return cls(stream, remote, settings.timeout)
+            if name.startswith("ssl:") and error == errno.EPERM:
+                # python-ovs turns a failed handshake into the OpenSSL error code, usually 1
+                failure = "TLS handshake failed (certificate not accepted by either side?)"
+            else:
+                failure = _strerror(error)
+            if name != remote:
+                failure = f"{failure} (as {name})"
+        raise TransientError(f"{remote}: {failure}")
 
     def close(self) -> None:
         self._stream.close()
@@ -453,12 +473,6 @@ def _uuids(value: Any) -> list[str]:
     return [u for _, u in value[1]]
 
 
-def _string_set(value: Any) -> tuple[str, ...]:
-    if isinstance(value, str):
-        return (value,)
-    return tuple(value[1])
-
-
 def _map_dict(value: Any) -> dict[str, str]:
     return {k: v for k, v in value[1]}
 
@@ -598,14 +612,27 @@ class OvsdbNorthbound:
         out: dict[PortUUID, DelOutcome] = {}
         for start in range(0, len(unique), BATCH_SIZE):
             batch = unique[start : start + BATCH_SIZE]
-            out.update(self._retrying(f"NB lsp-del of {len(batch)} ports", partial(self._del_batch, batch)))
+            started = time.monotonic()
+            done = self._retrying(f"NB lsp-del of {len(batch)} ports", partial(self._del_batch, batch))
+            out.update(done)
+            counts = {k: sum(1 for v in done.values() if v == k) for k in ("done", "gone", "changed")}
+            log.info(
+                "lsp-del batch of %d: %d deleted, %d already gone, %d changed (left alone) in %.2fs",
+                len(batch),
+                counts["done"],
+                counts["gone"],
+                counts["changed"],
+                time.monotonic() - started,
+            )
         return out
 
     def lsp_add(self, switch_name: str, row: Mapping[str, Any]) -> PortUUID:
         """Insert a port row (as :meth:`lsp_get` returned it) into a switch; used by restore.
 
-        :class:`ConflictError` if a port of that name exists, :class:`NotFoundError`
-        if the switch does not.
+        :class:`ConflictError` if a port of that name exists (or several switches
+        have that name), :class:`NotFoundError` if the switch does not exist. When
+        a retry follows a lost reply, a port with this name and these external_ids
+        in that switch is taken to be our own insert and its uuid is returned.
         """
         name = row.get("name")
         if not isinstance(name, str) or not name:
@@ -699,6 +726,11 @@ class OvsdbNorthbound:
                 conn.close()
                 failures.append(str(exc))
                 continue
+            except BaseException:
+                for spare in (conn, follower):
+                    if spare is not None:
+                        spare.close()
+                raise
             if role == "leader":
                 self._use(conn, follower)
                 return conn

@@ -74,6 +74,10 @@ class Report:
 
     def summary(self) -> str:
         c = self.counts()
+        if self.extra.get("command") == "restore":
+            return (f"restored {c['ip', DONE]} IP CRs and {c['port', DONE]} ports; "
+                    f"{c['ip', SKIPPED] + c['port', SKIPPED]} refused, {c['ip', FAILED] + c['port', FAILED]} failed"
+                    f" → exit {self.exit_code}")
         verb = "would remove" if self.dry_run else "removed"
         parts = [
             f"{verb} {c['ip', PLANNED if self.dry_run else DONE]} IP CRs",
