@@ -649,6 +649,12 @@ class FakeApiServer:
         with self._lock:
             return list(self._log)
 
+    def clear_faults(self) -> None:
+        """Forget every injected fault and hook: the cluster recovers."""
+        with self._lock:
+            self._faults.clear()
+            self._hooks.clear()
+
     def reset_log(self) -> None:
         with self._lock:
             self._log.clear()

@@ -1,0 +1,268 @@
+"""Fault injection against the real ovsdb-server and the fake API: every fault ends with a truthful exit
+code, nothing alive is lost, and a re-run after the fault converges."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from fakeapi import FakeApiServer
+from kube_ovn_gc.cli import main
+from ovsdb import OvsdbServer
+from scenario import Cluster, kube_ovn_controller, seed_demo
+
+LEAKED_IPS = {"vm-deleted.default", "job-7f9c.default", "db-1.default"}
+LIVING_IPS = {"web-1.default", "web-2.default", "vm-running.default", "vm-stopped.default", "db-0.default",
+              "node-node1"}
+LIVING_PORTS = {"web-1.default", "web-2.default", "vm-running.default", "vm-stopped.default", "node-node1",
+                "neutron-port-1"}
+
+
+def gc(kubeconfig: Path, nb: OvsdbServer | str, *args: str, attempts: int = 1) -> tuple[Result, dict[str, Any]]:
+    remote = nb if isinstance(nb, str) else nb.unix_remote
+    result = CliRunner().invoke(main, [*args, "--kubeconfig", str(kubeconfig), "--ovn-nb", remote,
+                                       "--output", "json", "--retry-attempts", str(attempts)])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result, json.loads(result.stdout)
+
+
+def alive_intact(api: FakeApiServer, nb: OvsdbServer) -> None:
+    """The first law: every living IP CR is there and not terminating, every living port is in NB."""
+    ips = {i["metadata"]["name"]: i for i in api.list("ips")}
+    for name in LIVING_IPS:
+        assert name in ips and "deletionTimestamp" not in ips[name]["metadata"], name
+    assert {p["name"] for p in nb.ports()} >= LIVING_PORTS
+
+
+def world(api: FakeApiServer, nb: OvsdbServer) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Everything the pass could change (its own Lease aside)."""
+    return {r: api.list(r) for r in ("ips", "subnets", "pods", "nodes", "statefulsets", "virtualmachines")}, nb.ports()
+
+
+def outcomes(report: dict[str, Any], kind: str) -> dict[str, str]:
+    return {a["name"]: a["outcome"] for a in report["actions"] if a["kind"] == kind}
+
+
+def converges(api: FakeApiServer, nb: OvsdbServer, kubeconfig: Path) -> None:
+    api.clear_faults()
+    result, _ = gc(kubeconfig, nb, "run")
+    assert result.exit_code == 0
+    kube_ovn_controller(api, nb)
+    result, report = gc(kubeconfig, nb, "run")
+    assert result.exit_code == 0 and report["actions"] == []
+    assert not LEAKED_IPS & {i["metadata"]["name"] for i in api.list("ips")}
+    alive_intact(api, nb)
+
+
+@pytest.fixture
+def demo(kube_api: FakeApiServer, nb_server: OvsdbServer) -> Cluster:
+    return seed_demo(kube_api, nb_server)
+
+
+def test_owner_appearing_between_plan_and_act_is_kept(demo: Cluster, kube_api: FakeApiServer,
+                                                      nb_server: OvsdbServer, kubeconfig: Path) -> None:
+    def pod_comes_back(server: FakeApiServer) -> None:
+        server.create("pods", {"apiVersion": "v1", "kind": "Pod",
+                               "metadata": {"name": "job-7f9c", "namespace": "default"},
+                               "spec": {"restartPolicy": "Always"}, "status": {"phase": "Running"}})
+
+    # The second look at job-7f9c starts by re-reading its IP CR: the pod appears right then.
+    kube_api.before("GET", r"^/apis/kubeovn\.io/v1/ips/job-7f9c\.default$", pod_comes_back)
+    result, report = gc(kubeconfig, nb_server, "run")
+    assert result.exit_code == 0
+    ips = {a["name"]: a for a in report["actions"] if a["kind"] == "ip"}
+    assert ips["job-7f9c.default"]["outcome"] == "skipped"
+    assert ips["job-7f9c.default"]["reason"] == "second look: owner Pod default/job-7f9c is alive"
+    assert ips["vm-deleted.default"]["outcome"] == "done"
+    assert "deletionTimestamp" not in kube_api.get("ips", "job-7f9c.default")["metadata"]  # type: ignore[index]
+    alive_intact(kube_api, nb_server)
+
+
+def test_port_rewritten_by_the_controller_between_read_and_delete_is_left_alone(
+        demo: Cluster, kube_api: FakeApiServer, nb_server: OvsdbServer, kubeconfig: Path) -> None:
+    uuid = next(p["uuid"] for p in nb_server.ports() if p["name"] == "old-pod.default")
+
+    def controller_reuses_the_port(_: FakeApiServer) -> None:
+        nb_server.set_port(uuid, external_ids={"vendor": "kube-ovn", "ls": "ovn-default", "pod": "default/new-pod"})
+
+    # Just before the port's second look (a GET of an IP CR of the same name) the port is rewritten.
+    kube_api.before("GET", r"^/apis/kubeovn\.io/v1/ips/old-pod\.default$", controller_reuses_the_port)
+    result, report = gc(kubeconfig, nb_server, "run")
+    assert result.exit_code == 0
+    assert outcomes(report, "port")["old-pod.default"] == "skipped"
+    port = next(p for p in nb_server.ports() if p["name"] == "old-pod.default")
+    assert port["external_ids"]["pod"] == "default/new-pod"
+    alive_intact(kube_api, nb_server)
+
+
+def test_ovsdb_server_killed_mid_pass_is_partial_and_a_rerun_converges(
+        demo: Cluster, kube_api: FakeApiServer, nb_server: OvsdbServer, kubeconfig: Path) -> None:
+    kube_api.before("DELETE", r"^/apis/kubeovn\.io/v1/ips/", lambda _: nb_server.kill())
+    result, report = gc(kubeconfig, nb_server, "run")
+    assert result.exit_code == 5
+    assert set(outcomes(report, "ip").values()) == {"done"}
+    assert outcomes(report, "port") == {"old-pod.default": "failed"}
+    nb_server.start()
+    alive_intact(kube_api, nb_server)
+    converges(kube_api, nb_server, kubeconfig)
+
+
+def test_api_500_on_a_list_is_retried(demo: Cluster, kube_api: FakeApiServer, nb_server: OvsdbServer,
+                                      kubeconfig: Path) -> None:
+    kube_api.inject("GET", r"^/api/v1/pods$", 500, times=2)
+    result, report = gc(kubeconfig, nb_server, "run", attempts=3)
+    assert result.exit_code == 0, report
+    assert set(outcomes(report, "ip")) == LEAKED_IPS
+    pod_lists = [r for r in kube_api.requests if r.verb == "list" and r.resource == "pods"]
+    assert [r.status for r in pod_lists] == [500, 500, 200]
+
+
+def test_api_500_for_good_exits_3_and_changes_nothing(demo: Cluster, kube_api: FakeApiServer,
+                                                      nb_server: OvsdbServer, kubeconfig: Path) -> None:
+    kube_api.inject("GET", r"^/apis/apps/v1/statefulsets$", 500, times=None)
+    before = world(kube_api, nb_server)
+    result, report = gc(kubeconfig, nb_server, "run", attempts=2)
+    assert result.exit_code == 3 and "statefulsets" in report["error"]
+    assert world(kube_api, nb_server) == before
+    converges(kube_api, nb_server, kubeconfig)
+
+
+def test_429_with_retry_after_is_honoured(demo: Cluster, kube_api: FakeApiServer, nb_server: OvsdbServer,
+                                          kubeconfig: Path) -> None:
+    kube_api.inject("GET", r"^/apis/kubeovn\.io/v1/ips$", 429, headers={"Retry-After": "1"}, times=1)
+    started = dt.datetime.now()
+    result, _ = gc(kubeconfig, nb_server, "check", attempts=2)
+    assert result.exit_code == 1
+    assert (dt.datetime.now() - started) >= dt.timedelta(seconds=1)
+    ip_lists = [r.status for r in kube_api.requests if r.verb == "list" and r.resource == "ips"]
+    assert ip_lists[:2] == [429, 200]
+
+
+def test_409_on_the_status_patch_rereads_and_recomputes(demo: Cluster, kube_api: FakeApiServer,
+                                                        nb_server: OvsdbServer, kubeconfig: Path) -> None:
+    def controller_writes_status(server: FakeApiServer) -> None:
+        subnet = server.get("subnets", "ovn-default")
+        assert subnet is not None
+        subnet["status"]["v4usingIPs"] = 7  # the controller's own (stale) view, written meanwhile
+        server.put("subnets", subnet)
+
+    kube_api.before("PATCH", r"^/apis/kubeovn\.io/v1/subnets/ovn-default/status$", controller_writes_status)
+    result, report = gc(kubeconfig, nb_server, "run")
+    assert result.exit_code == 0
+    patches = [r.status for r in kube_api.requests if r.verb == "patch" and r.name == "ovn-default"]
+    assert patches == [409, 200]
+    assert kube_api.get("subnets", "ovn-default")["status"]["v4usingIPs"] == 5  # type: ignore[index]
+    assert outcomes(report, "subnet-status")["ovn-default"] == "done"
+
+
+def test_lease_held_by_another_runner_exits_4_and_changes_nothing(
+        demo: Cluster, kube_api: FakeApiServer, nb_server: OvsdbServer, kubeconfig: Path) -> None:
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    kube_api.create("leases", {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                               "metadata": {"name": "kube-ovn-gc", "namespace": "kube-system"},
+                               "spec": {"holderIdentity": "kube-ovn-gc-28391-abcde", "leaseDurationSeconds": 600,
+                                        "acquireTime": now, "renewTime": now}}, namespace="kube-system")
+    before = world(kube_api, nb_server)
+    result, report = gc(kubeconfig, nb_server, "run")
+    assert result.exit_code == 4
+    assert "kube-ovn-gc-28391-abcde" in report["error"]
+    assert world(kube_api, nb_server) == before
+    # check never takes the lease: it still reports.
+    assert gc(kubeconfig, nb_server, "check")[0].exit_code == 1
+    kube_api.delete("leases", "kube-ovn-gc", "kube-system")
+    converges(kube_api, nb_server, kubeconfig)
+
+
+def test_lease_is_released_after_a_pass(demo: Cluster, kube_api: FakeApiServer, nb_server: OvsdbServer,
+                                        kubeconfig: Path) -> None:
+    assert gc(kubeconfig, nb_server, "run")[0].exit_code == 0
+    lease = kube_api.get("leases", "kube-ovn-gc", "kube-system")
+    assert lease is not None and not lease["spec"].get("holderIdentity")
+
+
+def test_mass_deletion_brake_refuses_with_exit_4_and_force_overrides(
+        kube_api: FakeApiServer, nb_server: OvsdbServer, kubeconfig: Path) -> None:
+    c = Cluster(kube_api, nb_server)
+    c.subnet("ovn-default", "10.16.0.0/16", "10.16.0.1")
+    c.node("node1", "10.16.0.250", subnet="ovn-default")
+    for i in range(10):
+        c.pod("default", f"live-{i}", f"10.16.1.{i + 1}")
+    for i in range(25):
+        c.address("default", f"gone-{i}", f"10.16.2.{i + 1}")
+    before = world(kube_api, nb_server)
+    result, report = gc(kubeconfig, nb_server, "run")
+    assert result.exit_code == 4
+    assert "25 of 36 IP CRs" in report["error"]
+    assert len(outcomes(report, "ip")) == 25 and set(outcomes(report, "ip").values()) == {"planned"}
+    assert world(kube_api, nb_server) == before
+    result, _ = gc(kubeconfig, nb_server, "run", "--max-deletions", "10", "--max-deletion-ratio", "1")
+    assert result.exit_code == 4
+    result, report = gc(kubeconfig, nb_server, "run", "--force")
+    assert result.exit_code == 0 and set(outcomes(report, "ip").values()) == {"done"}
+    assert all("deletionTimestamp" not in kube_api.get("ips", f"live-{i}.default")["metadata"]  # type: ignore[index]
+               for i in range(10))
+
+
+def test_stuck_terminating_ips_are_reported_and_released_only_when_asked(
+        demo: Cluster, kube_api: FakeApiServer, nb_server: OvsdbServer, kubeconfig: Path) -> None:
+    three_hours_ago = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    for name in ("vm-deleted.default", "web-1.default"):  # a leak, and a live pod's IP someone deleted
+        ip = kube_api.get("ips", name)
+        assert ip is not None
+        ip["metadata"]["deletionTimestamp"] = three_hours_ago
+        kube_api.put("ips", ip)
+    _, report = gc(kubeconfig, nb_server, "check")
+    stuck = {a["name"]: a for a in report["actions"] if a.get("stuck")}
+    assert set(stuck) == {"vm-deleted.default", "web-1.default"}
+    assert all(a["outcome"] == "skipped" and "terminating for 3h" in a["reason"] for a in stuck.values())
+    result, report = gc(kubeconfig, nb_server, "run", "--release-stuck-after", "2h")
+    assert result.exit_code == 0
+    stuck = {a["name"]: a for a in report["actions"] if a.get("stuck")}
+    assert stuck["vm-deleted.default"]["outcome"] == "done"
+    assert stuck["web-1.default"]["outcome"] == "skipped"  # its pod is alive: never released
+    assert kube_api.get("ips", "vm-deleted.default") is None
+    assert kube_api.get("ips", "web-1.default") is not None
+
+
+def test_record_and_restore_put_back_what_a_pass_deleted(demo: Cluster, kube_api: FakeApiServer,
+                                                         nb_server: OvsdbServer, kubeconfig: Path,
+                                                         tmp_path: Path) -> None:
+    record = tmp_path / "records"
+    result, report = gc(kubeconfig, nb_server, "run", "--record", str(record))
+    assert result.exit_code == 0
+    undo = {(u["kind"], u["name"]) for u in report["undo"]}
+    assert undo == {("ip", n) for n in LEAKED_IPS} | {("port", "old-pod.default")}
+    port_entry = next(u for u in report["undo"] if u["kind"] == "port")
+    assert port_entry["switch"] == "ovn-default" and port_entry["row"]["name"] == "old-pod.default"
+    [path] = list(record.glob("kube-ovn-gc-*.json"))
+    assert json.loads(path.read_text())["undo"] == report["undo"]
+    kube_ovn_controller(kube_api, nb_server)  # the IP CRs and their ports are really gone now
+    assert kube_api.get("ips", "vm-deleted.default") is None
+
+    result = CliRunner().invoke(main, ["restore", str(path), "--kubeconfig", str(kubeconfig),
+                                       "--ovn-nb", nb_server.unix_remote, "--output", "json"])
+    assert result.exit_code == 0, result.stdout
+    restored = kube_api.get("ips", "vm-deleted.default")
+    assert restored is not None and restored["spec"]["v4IpAddress"] == "10.16.0.6"
+    ports = {p["name"]: p for p in nb_server.ports()}
+    assert ports["old-pod.default"]["switch"] == "ovn-default"
+    assert ports["old-pod.default"]["external_ids"]["pod"] == "default/old-pod"
+    # A second restore refuses every name: they exist again.
+    again = CliRunner().invoke(main, ["restore", str(path), "--kubeconfig", str(kubeconfig),
+                                      "--ovn-nb", nb_server.unix_remote, "--output", "json"])
+    assert again.exit_code == 5
+    assert {a["outcome"] for a in json.loads(again.stdout)["actions"]} == {"skipped"}
+
+
+def test_restore_rejects_a_file_that_is_not_a_report(kubeconfig: Path, nb_server: OvsdbServer,
+                                                     tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"actions": []}')
+    result = CliRunner().invoke(main, ["restore", str(bad), "--kubeconfig", str(kubeconfig),
+                                       "--ovn-nb", nb_server.unix_remote])
+    assert result.exit_code == 2 and "undo" in result.stderr
