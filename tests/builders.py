@@ -22,8 +22,8 @@ from kube_ovn_gc.model import (
     Snapshot,
     StatefulSet,
     Subnet,
-    VirtualMachine,
     Vip,
+    VirtualMachine,
 )
 
 NOW = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.UTC)

@@ -95,6 +95,12 @@ def pass_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                      envvar="KUBE_OVN_GC_RELEASE_STUCK_AFTER", show_envvar=True,
                      help="remove Kube-OVN's finalizers from leaked IP CRs terminating for longer than this "
                           "(off by default), so their Subnet can be deleted."),
+        click.option("--events/--no-events", default=True, show_default=True, envvar="KUBE_OVN_GC_EVENTS",
+                     show_envvar=True, help="emit Kubernetes Events on the Subnets for what was removed or fixed."),
+        click.option("--pushgateway", envvar="KUBE_OVN_GC_PUSHGATEWAY", show_envvar=True, default=None,
+                     help="Prometheus Pushgateway URL: push the pass's metrics at its end (also failed passes)."),
+        click.option("--cluster-name", envvar="KUBE_OVN_GC_CLUSTER_NAME", show_envvar=True, default="",
+                     help="the 'cluster' grouping label of the pushed metrics."),
         click.option("--record", "record_dir", type=click.Path(file_okay=False), default=None,
                      envvar="KUBE_OVN_GC_RECORD", show_envvar=True,
                      help="write the JSON report with every deleted object (IP CR manifests, NB rows) into this "
@@ -136,6 +142,9 @@ def build_settings(dry_run: bool, **opts: Any) -> Settings:
         stuck_after=opts.get("stuck_after", dt.timedelta(hours=1)),
         release_stuck_after=opts.get("release_stuck_after"),
         record_dir=opts.get("record_dir"),
+        events=opts.get("events", True),
+        pushgateway=opts.get("pushgateway"),
+        cluster_name=opts.get("cluster_name", ""),
     )
     log.info("kube-ovn-gc %s starting with settings %s", __version__, settings.describe())
     return settings
@@ -151,6 +160,14 @@ def _pass(dry_run: bool, opts: dict[str, Any]) -> None:
     settings = build_settings(dry_run, **opts)
     report = run_pass(settings)
     emit(report, settings.output)
+    if settings.pushgateway:
+        from .errors import GCError
+        from .metrics import push_metrics
+
+        try:
+            push_metrics(report, settings.pushgateway, cluster=settings.cluster_name)
+        except GCError as exc:  # metrics never change the outcome of the pass
+            log.warning("could not push metrics to %s: %s", settings.pushgateway, exc)
     sys.exit(report.exit_code)
 
 
@@ -223,3 +240,26 @@ def restore(report_file: str, **opts: Any) -> None:
     emit(Report(False, int(code), started, time.monotonic() - clock, {"undo_entries": len(entries)},
                 tuple(records), extra={"command": "restore"}), settings.output)
     sys.exit(code)
+
+
+@main.command()
+@click.option("--stuck-after", type=Duration(), default="1h", show_default=True,
+              envvar="KUBE_OVN_GC_STUCK_AFTER", show_envvar=True,
+              help="report IP CRs and Subnets terminating for longer than this.")
+@connection_options
+def doctor(**opts: Any) -> None:
+    """Read-only: every finding of `check`, plus missing, mismatched, duplicate and stuck addresses.
+
+    \b
+    Exit codes:
+      0  consistent: nothing found
+      1  something found (each finding comes with a suggested remedy)
+      2  usage or configuration error
+      3  could not read everything (NB or API unreachable, KubeVirt unreadable)
+    """
+    from .diagnose import diagnose
+
+    settings = build_settings(True, **opts)
+    report = diagnose(settings)
+    click.echo(report.to_json() if settings.output == "json" else report.to_text(), nl=settings.output == "json")
+    sys.exit(report.exit_code)

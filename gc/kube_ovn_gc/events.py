@@ -39,8 +39,9 @@ MAX_PER_SUBNET_AND_REASON = 25
 MAX_CONSECUTIVE_FAILURES = 3
 MESSAGE_LIMIT = 1024  # client-go's recorder truncates notes to this length too
 _NAME_LIMIT = 253
-_WHAT = {"ip": "IP CR", "port": "logical switch port", "subnet-status": "status"}
+_WHAT = {"ip": "IP CR", "port": "logical switch port", "subnet-status": "subnet status"}
 _VERB = {"ip": "released leaked", "port": "deleted leaked", "subnet-status": "corrected"}
+_DONE = {"ip": "released", "port": "deleted", "subnet-status": "corrected"}
 
 # What a failed request can raise: HTTP errors (ApiException), the client's own checks
 # (other OpenApiExceptions; pydantic's ValidationError is a ValueError), connection and TLS errors.
@@ -91,8 +92,9 @@ def plan_events(report: Report, max_per_subnet: int = MAX_PER_SUBNET_AND_REASON)
     for (subnet, reason), n in seen.items():
         if n > max_per_subnet:
             kind = next(k for k, r in REASONS.items() if r == reason)
-            out.append(PendingEvent(subnet, reason, f"... and {n - max_per_subnet} more: {_VERB[kind]} "
-                                                f"{n} {_WHAT[kind]}s in this pass in all (see the job's report)"))
+            out.append(PendingEvent(subnet, reason, f"... and {n - max_per_subnet} more {_WHAT[kind]}s "
+                                                    f"{_DONE[kind]} in this pass ({n} in all; the job's report "
+                                                    f"lists every one)"))
     return out
 
 
@@ -153,11 +155,13 @@ class _UidLookup:
 
 def emit_events(api_client: k8s.ApiClient, report: Report, namespace: str = "default",
                 component: str = "kube-ovn-gc", *, subnet_uids: Mapping[str, str] | None = None,
-                timeout: float = 10.0, max_per_subnet: int = MAX_PER_SUBNET_AND_REASON) -> int:
+                timeout: float = 10.0, max_per_subnet: int = MAX_PER_SUBNET_AND_REASON,
+                now: dt.datetime | None = None) -> int:
     """Create the Events for the done actions of ``report``; returns how many were created. Never raises.
 
     ``subnet_uids`` (name → uid, e.g. from the pass's snapshot) saves a GET per
-    Subnet; a Subnet missing from it is read once for its uid.
+    Subnet; a Subnet missing from it is read once for its uid. ``now`` stamps
+    the Events (default: the current time).
     """
     pending = plan_events(report, max_per_subnet)
     if not pending:
@@ -165,8 +169,8 @@ def emit_events(api_client: k8s.ApiClient, report: Report, namespace: str = "def
     core = k8s.CoreV1Api(api_client)
     uid_of = _UidLookup(k8s.CustomObjectsApi(api_client), subnet_uids or {}, timeout)
     instance = os.environ.get("HOSTNAME") or socket.gethostname()
-    now = dt.datetime.now(dt.UTC)
-    base = time.time_ns()
+    now = now or dt.datetime.now(dt.UTC)
+    base = time.time_ns()  # names stay unique across passes whatever ``now`` is
     emitted = failures_in_a_row = 0
     for index, event in enumerate(pending):
         name = _event_name(event.subnet, base + index)

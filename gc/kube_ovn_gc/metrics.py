@@ -27,6 +27,7 @@ to log.
 
 from __future__ import annotations
 
+import http.client
 import logging
 import urllib.error
 from collections.abc import Iterable, Mapping
@@ -166,11 +167,11 @@ def push_metrics(report: Report, url: str, job: str = "kube-ovn-gc", cluster: st
         if exc.code == 429 or exc.code >= 500:
             raise TransientError(message) from exc
         raise FatalError(message) from exc
-    except (urllib.error.URLError, OSError) as exc:  # refused, unresolvable, timed out, reset
+    except (ValueError, http.client.InvalidURL) as exc:  # a URL urllib cannot use
+        raise FatalError(f"Pushgateway {url}: bad URL: {exc}") from exc
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:  # refused, timeout, reset
         reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
         raise TransientError(f"Pushgateway {url}: {reason}") from exc
-    except ValueError as exc:  # a URL urllib cannot use
-        raise FatalError(f"Pushgateway {url}: {exc}") from exc
     log.info("pushed metrics to %s (job=%s cluster=%s)", url, job, cluster or '""')
 
 

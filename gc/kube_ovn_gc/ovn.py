@@ -32,7 +32,7 @@ done here:
 
 Measured on the shared 2-core dev VM (expect +-30%) against a local
 ovsdb-server 3.1, 100k ports in one switch (a 26.7 MB reply): ``lsp_list``
-~3.0 s over unix or tcp, of which ~2.0 s is ovsdb-server producing the reply,
+~3-4 s over unix or tcp, of which ~2 s is ovsdb-server producing the reply,
 ~0.35 s orjson and ~0.6 s building ``Port`` objects, both with the cyclic GC
 paused (with it running they cost ~1.3 s more, see :func:`_gc_paused`).
 On the same reply ``ovs.json`` needs ~18 s and the stdlib ``raw_decode``
@@ -146,9 +146,9 @@ def _split_host_port(remote: str, rest: str) -> tuple[str, int]:
             raise ConfigError(f"bad NB remote {remote!r}: expected [IPv6]:PORT")
         port_text = port_text[1:]
         try:
-            ipaddress.IPv6Address(host)
+            ipaddress.ip_address(host)  # Kube-OVN writes tcp:[$(OVN_NB_SERVICE_HOST)]:6641, an IPv4 too
         except ValueError:
-            raise ConfigError(f"bad NB remote {remote!r}: {host!r} is not an IPv6 address") from None
+            raise ConfigError(f"bad NB remote {remote!r}: {host!r} is not an IP address") from None
     else:
         host, colon, port_text = rest.rpartition(":")
         if not colon or not host:

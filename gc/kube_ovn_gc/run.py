@@ -7,7 +7,7 @@ import datetime as dt
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,10 +34,11 @@ class Backends:
     reader: KubeReads
     writer: KubeWrites
     lease: Callable[[], AbstractContextManager[Guard]] | None = None
+    events: Callable[[Report, Mapping[str, str]], int] | None = None  # Kubernetes Events on the Subnets
 
 
 def build_backends(settings: Settings) -> Backends:
-    from . import kube, lease, ovn
+    from . import events, kube, lease, ovn
 
     api = kube.api_client(settings.kube)
     reader = kube.KubeReader(api, settings.kube, settings.retry)
@@ -54,7 +55,11 @@ def build_backends(settings: Settings) -> Backends:
                          duration=settings.lease_duration, retry=settings.retry) as held:
             yield held.check
 
-    return Backends(nb=nb, reader=reader, writer=writer, lease=one_runner if settings.use_lease else None)
+    def announce(report: Report, subnet_uids: Mapping[str, str]) -> int:
+        return events.emit_events(api, report, subnet_uids=subnet_uids)
+
+    return Backends(nb=nb, reader=reader, writer=writer, lease=one_runner if settings.use_lease else None,
+                    events=announce if settings.events else None)
 
 
 def _refresher(reader: KubeReads, kube: KubeSnapshot) -> apply.Refresh:
@@ -134,7 +139,8 @@ def run_pass(settings: Settings, backends: Backends | None = None) -> Report:
             except apply.StopActing as stop:
                 log.error("stopped acting: %s", stop.__cause__)
                 actions += stop.records
-                return finish(_exit_code(actions, stopped=True), actions, f"stopped: {stop.__cause__}")
+                report = finish(_exit_code(actions, stopped=True), actions, f"stopped: {stop.__cause__}")
+                return _announce(backends, report, kube_snapshot)
             status_plan = planner.plan_statuses(kube_snapshot, released)
             subnets = status_plan.summaries
             actions += apply.apply_statuses(status_plan, released, backends.writer,
@@ -148,7 +154,16 @@ def run_pass(settings: Settings, backends: Backends | None = None) -> Report:
     except GCError as exc:
         log.error("could not read everything; nothing was changed: %s", exc)
         return finish(ExitCode.INCOMPLETE, [], str(exc))
-    return finish(_exit_code(actions, stopped), actions)
+    return _announce(backends, finish(_exit_code(actions, stopped), actions), kube_snapshot)
+
+
+def _announce(backends: Backends, report: Report, kube: KubeSnapshot) -> Report:
+    """Best-effort Kubernetes Events for what was done; never changes the outcome."""
+    if backends.events is not None and not report.dry_run:
+        emitted = backends.events(report, {s.meta.name: s.meta.uid for s in kube.subnets})
+        if emitted:
+            log.info("emitted %d events on the Subnets", emitted)
+    return report
 
 
 def _record(settings: Settings, report: Report) -> None:

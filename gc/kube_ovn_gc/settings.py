@@ -55,6 +55,9 @@ class Settings:
     stuck_after: dt.timedelta = dt.timedelta(hours=1)
     release_stuck_after: dt.timedelta | None = None
     record_dir: str | None = None
+    events: bool = True
+    pushgateway: str | None = None
+    cluster_name: str = ""
 
     def describe(self) -> dict[str, object]:
         """The effective settings, safe to log (paths, never secrets)."""
