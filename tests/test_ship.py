@@ -57,7 +57,13 @@ def container() -> dict[str, Any]:
 
 
 def env() -> dict[str, str]:
-    return {e["name"]: e["value"] for e in container()["env"]}
+    """The plain-valued environment (POD_NAME comes from the downward API)."""
+    return {e["name"]: e["value"] for e in container()["env"] if "value" in e}
+
+
+def test_the_lease_identity_is_the_pod_name() -> None:
+    [pod_name] = [e for e in container()["env"] if e["name"] == "POD_NAME"]
+    assert pod_name["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
 
 
 # --- the manifest: schema --------------------------------------------------------------------------
