@@ -22,6 +22,7 @@ import subprocess
 import tempfile
 import time
 import uuid as uuidlib
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,12 @@ _LISTENING = re.compile(r"listening on port (\d+)")
 
 class OvsdbError(AssertionError):
     """The test server refused a seeding transaction (a bug in the test, not the code)."""
+
+
+def _reap(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(timeout=5)
 
 
 def _free_port() -> int:
@@ -155,6 +162,8 @@ class OvsdbServer:
                 stdout=subprocess.DEVNULL,
                 stderr=err,
             )
+        # a safety net for scripts that forget stop(): reaped at exit or when collected
+        weakref.finalize(self, _reap, self._proc)
         try:
             self._wait_ready()
         except BaseException:
@@ -203,6 +212,7 @@ class OvsdbServer:
         if proc is None:
             return
         if proc.poll() is None:
+            proc.send_signal(signal.SIGCONT)  # in case a test paused it
             proc.send_signal(signal.SIGTERM)
             try:
                 proc.wait(timeout=5)
@@ -218,6 +228,15 @@ class OvsdbServer:
         if proc.poll() is None:
             proc.kill()
         proc.wait(timeout=5)
+
+    def pause(self) -> None:
+        """SIGSTOP: the server accepts nothing and answers nothing, as a hung member does."""
+        assert self._proc is not None
+        self._proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self._proc is not None
+        self._proc.send_signal(signal.SIGCONT)
 
     def restart(self) -> None:
         """Same database file, same unix path, same TCP port."""

@@ -50,3 +50,26 @@ def main() -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def doctor_demo() -> int:
+    """The sandbox cluster plus one of each inconsistency, then `kube-ovn-gc doctor` (the README's example).
+
+    Run it with ``python -c 'import sandbox, sys; sys.exit(sandbox.doctor_demo())'`` from ``tests/``.
+    """
+    from scenario import seed_doctor
+
+    with tempfile.TemporaryDirectory(prefix="kogc-") as tmp, FakeApiServer() as api:
+        nb = OvsdbServer(Path(tmp))
+        nb.start()
+        try:
+            seed_doctor(api, nb)
+            env = dict(os.environ, KUBECONFIG=str(api.write_kubeconfig(Path(tmp) / "kubeconfig")),
+                       OVN_NB_DB=nb.unix_remote, KUBE_OVN_GC_LOG_LEVEL="WARNING")
+            print("Seeded: the sandbox cluster (leaks, a stale status), plus pod web-3 and node node2 without their")
+            print("port, a port of web-4 with an older address than its IP CR, api-1 handed web-1's address, an IP CR")
+            print("terminating for 3h, and Subnet legacy deleted 2h ago but still used by pod legacy-app.")
+            code = gc(["doctor"], env)
+        finally:
+            nb.cleanup()
+    return 0 if code == 1 else 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fakeapi import FakeApiServer
@@ -165,6 +166,118 @@ def seed_demo(api: FakeApiServer, nb: OvsdbServer) -> Cluster:
     c.ip_cr("db-1.default", "ovn-default", "10.16.0.10", pod_name="db-1", namespace="default",
             pod_type="StatefulSet")
     # A port owned by another system sharing NB: never touched.
+    nb.add_switch("neutron-net-1", {"neutron:network_name": "tenant"})
+    nb.add_ports("neutron-net-1", [{"name": "neutron-port-1", "external_ids": {"neutron:device_owner": "compute"},
+                                    "addresses": ["fa:16:3e:00:00:01 192.168.0.5"]}])
+    return c
+
+
+# --- the doctor's reverse checks ------------------------------------------------------------
+
+
+def ago(**delta: float) -> str:
+    """An RFC 3339 timestamp that long before now (for deletionTimestamps)."""
+    moment = datetime.now(UTC) - timedelta(**delta)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def pod_only(c: Cluster, namespace: str, name: str, address: str, *, subnet: str = "ovn-default",
+             owner: dict[str, Any] | None = None, created: str = OLD, allocated: bool = True,
+             phase: str = "Running") -> None:
+    """Just the Pod as kube-ovn annotated it: no IP CR, no LSP (add them with ``ip_cr`` / ``port``)."""
+    annotations = {"ovn.kubernetes.io/allocated": "true", "ovn.kubernetes.io/ip_address": address,
+                   "ovn.kubernetes.io/mac_address": mac_for(address),
+                   "ovn.kubernetes.io/logical_switch": subnet} if allocated else {}
+    c.api.create("pods", {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace, "creationTimestamp": created,
+                     "ownerReferences": [owner] if owner else [], "annotations": annotations},
+        "spec": {"nodeName": "node1", "restartPolicy": "Always", "containers": [{"name": "c", "image": "i"}]},
+        "status": {"phase": phase},
+    }, namespace=namespace)
+
+
+def terminating(c: Cluster, resource: str, name: str, since: str) -> None:
+    """Mark a (finalized) object as being deleted since ``since``, as the apiserver would have."""
+    obj = c.api.get(resource, name)
+    assert obj is not None, name
+    obj["metadata"]["deletionTimestamp"] = since
+    obj["metadata"]["deletionGracePeriodSeconds"] = 0
+    c.api.put(resource, obj)
+
+
+def seed_doctor(api: FakeApiServer, nb: OvsdbServer) -> Cluster:
+    """The sandbox cluster plus one of each inconsistency ``doctor`` finds beyond leaks and drift."""
+    c = seed_demo(api, nb)
+    # missing: kube-ovn logs "lsp lost for pod default/web-3" — its IP CR is there, its port is not.
+    pod_only(c, "default", "web-3", "10.16.0.11")
+    c.ip_cr("web-3.default", "ovn-default", "10.16.0.11", pod_name="web-3", namespace="default")
+    # missing: Node node2 is allocated, its IP CR exists, its port on join does not.
+    api.create("nodes", {"apiVersion": "v1", "kind": "Node",
+                         "metadata": {"name": "node2", "creationTimestamp": OLD,
+                                      "annotations": {"ovn.kubernetes.io/allocated": "true"}}})
+    c.ip_cr("node-node2", "join", "100.64.0.3", pod_name="node2", namespace="", node="node2")
+    # mismatch: the port of web-4 still carries an older address than its IP CR.
+    pod_only(c, "default", "web-4", "10.16.0.12")
+    c.ip_cr("web-4.default", "ovn-default", "10.16.0.12", pod_name="web-4", namespace="default")
+    uuid = c.port("web-4.default", "ovn-default", "10.16.0.12", pod_key="default/web-4")
+    nb.set_port(uuid, addresses=[f"{mac_for('10.16.0.12')} 10.16.0.42"])
+    # duplicate address: api-1 was handed web-1's address (IP CR and port), months later.
+    pod_only(c, "default", "api-1", "10.16.0.2")
+    c.ip_cr("api-1.default", "ovn-default", "10.16.0.2", pod_name="api-1", namespace="default",
+            created="2026-06-01T00:00:00Z")
+    c.port("api-1.default", "ovn-default", "10.16.0.2", pod_key="default/api-1")
+    # stuck: an IP CR terminating for three hours (kube-ovn-controller was down when its pod went).
+    c.ip_cr("batch-9.default", "ovn-default", "10.16.0.13", pod_name="batch-9", namespace="default")
+    terminating(c, "ips", "batch-9.default", ago(hours=3))
+    # stuck: Subnet legacy deleted two hours ago, still used by a live pod.
+    c.subnet("legacy", "10.20.0.0/24", "10.20.0.1",
+             status={"v4usingIPs": 1, "v4availableIPs": 252, "v4usingIPrange": "10.20.0.2",
+                     "v4availableIPrange": "10.20.0.3-10.20.0.254", "v6usingIPs": 0, "v6availableIPs": 0,
+                     "v6usingIPrange": "", "v6availableIPrange": ""})
+    terminating(c, "subnets", "legacy", ago(hours=2))
+    c.pod("default", "legacy-app", "10.20.0.2", subnet="legacy")
+    return c
+
+
+def settled_status(using: int, available: int, using_range: str, available_range: str) -> dict[str, Any]:
+    """A single-stack IPv4 Subnet status as kube-ovn-controller writes it."""
+    return {"v4usingIPs": using, "v4availableIPs": available, "v4usingIPrange": using_range,
+            "v4availableIPrange": available_range, "v6usingIPs": 0, "v6availableIPs": 0,
+            "v6usingIPrange": "", "v6availableIPrange": ""}
+
+
+def seed_clean(api: FakeApiServer, nb: OvsdbServer) -> Cluster:
+    """A consistent cluster: every owner has its port and IP CR, every Subnet status is right."""
+    c = Cluster(api, nb)
+    c.subnet("join", "100.64.0.0/16", "100.64.0.1",
+             status=settled_status(1, 65532, "100.64.0.2", "100.64.0.3-100.64.255.254"))
+    c.subnet("ovn-default", "10.16.0.0/16", "10.16.0.1",
+             status=settled_status(5, 65528, "10.16.0.2-10.16.0.5,10.16.0.9",
+                                   "10.16.0.6-10.16.0.8,10.16.0.10-10.16.255.254"))
+    c.subnet("mac1", "192.168.9.0/24", "192.168.9.1", provider="mac1.default",
+             status=settled_status(1, 252, "192.168.9.2", "192.168.9.3-192.168.9.254"))
+    c.node("node1", "100.64.0.2")
+    c.pod("default", "web-1", "10.16.0.2")
+    # web-2 also has an IPAM-only attachment (macvlan with Kube-OVN IPAM): an IP CR, no port.
+    c.pod("default", "web-2", "10.16.0.3")
+    web2 = api.get("pods", "web-2", "default")
+    assert web2 is not None
+    web2["metadata"]["annotations"].update({"mac1.default.kubernetes.io/allocated": "true",
+                                            "mac1.default.kubernetes.io/ip_address": "192.168.9.2",
+                                            "mac1.default.kubernetes.io/logical_switch": "mac1"})
+    api.put("pods", web2)
+    c.ip_cr("web-2.default.mac1.default", "mac1", "192.168.9.2", pod_name="web-2", namespace="default")
+    c.running_vm("default", "vm-running", "10.16.0.4")
+    c.stopped_vm("default", "vm-stopped", "10.16.0.5")
+    sts = api.create("statefulsets", {"apiVersion": "apps/v1", "kind": "StatefulSet",
+                                      "metadata": {"name": "db", "namespace": "default", "creationTimestamp": OLD},
+                                      "spec": {"replicas": 1}}, namespace="default")
+    c.pod("default", "db-0", "10.16.0.9", pod_type="StatefulSet",
+          owner={"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "db", "uid": sts["metadata"]["uid"],
+                 "controller": True})
+    # Not allocated yet: expects nothing.
+    pod_only(c, "default", "pending", "", allocated=False, phase="Pending")
     nb.add_switch("neutron-net-1", {"neutron:network_name": "tenant"})
     nb.add_ports("neutron-net-1", [{"name": "neutron-port-1", "external_ids": {"neutron:device_owner": "compute"},
                                     "addresses": ["fa:16:3e:00:00:01 192.168.0.5"]}])

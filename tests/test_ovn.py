@@ -10,7 +10,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,15 +29,23 @@ TWICE = RetryPolicy(attempts=2, initial_delay=0.01)
 KUBE_OVN = {"vendor": "kube-ovn"}
 
 
-def connect(*remotes: str, retry: RetryPolicy = ONCE, **tls: str) -> OvsdbNorthbound:
-    return OvsdbNorthbound(NbSettings(remotes=remotes, timeout=10.0, **tls), retry)
+def connect(*remotes: str, retry: RetryPolicy = ONCE, tls: dict[str, str] | None = None) -> OvsdbNorthbound:
+    tls = tls or {}
+    settings = NbSettings(
+        remotes=remotes,
+        timeout=10.0,
+        private_key=tls.get("private_key"),
+        certificate=tls.get("certificate"),
+        ca_cert=tls.get("ca_cert"),
+    )
+    return OvsdbNorthbound(settings, retry)
 
 
-def pod_port(name: str, switch: str = "ovn-default", **extra: str) -> dict[str, Any]:
+def pod_port(name: str, switch: str = "ovn-default") -> dict[str, Any]:
     pod, _, ns = name.partition(".")
     return {
         "name": name,
-        "external_ids": {"vendor": "kube-ovn", "ls": switch, "pod": f"{ns}/{pod}", **extra},
+        "external_ids": {"vendor": "kube-ovn", "ls": switch, "pod": f"{ns}/{pod}"},
         "addresses": ["00:00:00:aa:bb:cc 10.16.0.5"],
     }
 
@@ -137,9 +145,10 @@ def test_ssl_remote_needs_the_three_tls_files(tmp_path: Path) -> None:
     key.write_text("k")
     cert.write_text("c")
     with pytest.raises(ConfigError, match="CA certificate"):
-        connect("ssl:127.0.0.1:6641", private_key=str(key), certificate=str(cert))
+        connect("ssl:127.0.0.1:6641", tls={"private_key": str(key), "certificate": str(cert)})
     with pytest.raises(ConfigError, match=r"CA certificate '.*/ca.pem' is missing or unreadable"):
-        connect("ssl:127.0.0.1:6641", private_key=str(key), certificate=str(cert), ca_cert=str(tmp_path / "ca.pem"))
+        tls = {"private_key": str(key), "certificate": str(cert), "ca_cert": str(tmp_path / "ca.pem")}
+        connect("ssl:127.0.0.1:6641", tls=tls)
 
 
 # --- lsp_list ---------------------------------------------------------------------
@@ -527,47 +536,67 @@ def test_inactivity_probes_are_answered_and_a_dropped_connection_is_replaced(
 # --- framing: a server request slipped in before the reply ------------------------------
 
 
-class ScriptedPeer:
-    """A unix-socket JSON-RPC peer that answers like ovsdb-server but sends its own echo
-    request glued in front of the reply to the first NB transaction."""
+STANDALONE = {"name": "OVN_Northbound", "model": "standalone", "connected": True, "leader": True}
+FOLLOWER = {"name": "OVN_Northbound", "model": "clustered", "connected": True, "leader": False}
+CUT_OFF = {"name": "OVN_Northbound", "model": "clustered", "connected": False, "leader": False}
 
-    def __init__(self, path: Path) -> None:
+
+class ScriptedPeer:
+    """A unix-socket JSON-RPC peer that answers like ovsdb-server with a fixed ``_Server``
+    row and one port; it sends its own echo request glued in front of each NB reply."""
+
+    def __init__(self, path: Path, database: dict[str, Any]) -> None:
         self.path = path
+        self.database = database
         self.received: list[dict[str, Any]] = []
+        self.connections = 0
+        self._stop = threading.Event()
         self._listener = socket.socket(socket.AF_UNIX)
         self._listener.bind(str(path))
-        self._listener.listen(1)
+        self._listener.listen(4)
+        self._listener.settimeout(0.05)
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
 
     def _serve(self) -> None:
-        conn, _ = self._listener.accept()
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            self.connections += 1
+            with conn:
+                self._talk(conn)
+
+    def _talk(self, conn: socket.socket) -> None:
+        conn.settimeout(0.05)
         decoder = json.JSONDecoder()
         text = ""
-        with conn:
-            while True:
+        while not self._stop.is_set():
+            try:
                 data = conn.recv(65536)
-                if not data:
-                    return
-                text += data.decode()
-                while text.strip():
-                    text = text.lstrip()
-                    try:
-                        msg, end = decoder.raw_decode(text)
-                    except json.JSONDecodeError:
-                        break
-                    text = text[end:]
-                    self.received.append(msg)
-                    conn.sendall(self._answer(msg))
+            except TimeoutError:
+                continue
+            if not data:
+                return
+            text += data.decode()
+            while text.strip():
+                text = text.lstrip()
+                try:
+                    msg, end = decoder.raw_decode(text)
+                except json.JSONDecodeError:
+                    break
+                text = text[end:]
+                self.received.append(msg)
+                conn.sendall(self._answer(msg))
 
     def _answer(self, msg: dict[str, Any]) -> bytes:
         if msg.get("method") == "echo":
             return json.dumps({"id": msg["id"], "result": msg["params"], "error": None}).encode()
         if msg.get("method") != "transact":
-            return b""  # our own echo reply: nothing to say
+            return b""  # an answer to our echo: nothing to say
         if msg["params"][0] == "_Server":
-            rows = [{"name": "OVN_Northbound", "model": "standalone", "connected": True, "leader": True}]
-            return json.dumps({"id": msg["id"], "result": [{"rows": rows}], "error": None}).encode()
+            return json.dumps({"id": msg["id"], "result": [{"rows": [self.database]}], "error": None}).encode()
         switch = {
             "_uuid": ["uuid", "5a1e0000-0000-0000-0000-000000000001"],
             "name": "sw",
@@ -585,26 +614,81 @@ class ScriptedPeer:
         return (json.dumps(probe) + "\n" + json.dumps(reply)).encode()
 
     def close(self) -> None:
-        self._listener.close()
+        self._stop.set()
         self._thread.join(timeout=5)
+        self._listener.close()
+        self.path.unlink(missing_ok=True)
 
 
 @pytest.fixture
-def peer() -> Iterator[ScriptedPeer]:
-    path = Path(f"/tmp/kovn-peer-{os.getpid()}-{time.monotonic_ns()}.sock")
-    p = ScriptedPeer(path)
-    try:
-        yield p
-    finally:
+def peers() -> Iterator[Callable[[dict[str, Any]], ScriptedPeer]]:
+    made: list[ScriptedPeer] = []
+
+    def make(database: dict[str, Any]) -> ScriptedPeer:
+        path = Path(f"/tmp/kovn-peer-{os.getpid()}-{time.monotonic_ns()}.sock")
+        made.append(ScriptedPeer(path, database))
+        return made[-1]
+
+    yield make
+    for p in made:
         p.close()
-        path.unlink(missing_ok=True)
 
 
-def test_a_server_echo_before_the_reply_is_answered_and_skipped(peer: ScriptedPeer) -> None:
+def test_a_server_echo_before_the_reply_is_answered_and_skipped(
+    peers: Callable[[dict[str, Any]], ScriptedPeer],
+) -> None:
+    peer = peers(STANDALONE)
     with connect(f"unix:{peer.path}") as nb:
         (port,) = nb.lsp_list().ports
     assert (port.name, port.switch, port.external_ids) == ("a.b{}", "sw", (("pod", "b/a{"),))
     assert {"id": "echo", "result": [], "error": None} in peer.received
+
+
+def test_a_raft_leader_is_preferred_over_an_earlier_follower(
+    cluster: OvsdbServer, peers: Callable[[dict[str, Any]], ScriptedPeer]
+) -> None:
+    follower = peers(FOLLOWER)
+    with connect(f"unix:{follower.path}", cluster.unix_remote) as nb:
+        assert nb.remote == cluster.unix_remote
+        assert len(nb.lsp_list().ports) == 6
+    assert follower.connections == 1
+
+
+def test_a_follower_is_used_when_no_leader_answers(
+    peers: Callable[[dict[str, Any]], ScriptedPeer], caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    cut_off, follower = peers(CUT_OFF), peers(FOLLOWER)
+    remotes = (f"unix:{tmp_path}/down.sock", f"unix:{cut_off.path}", f"unix:{follower.path}")
+    with connect(*remotes) as nb:
+        assert nb.remote == f"unix:{follower.path}"
+        assert [p.name for p in nb.lsp_list().ports] == ["a.b{}"]
+    assert any("no Raft leader" in r.getMessage() for r in caplog.records)
+
+
+def test_a_member_cut_off_from_its_cluster_is_not_used(peers: Callable[[dict[str, Any]], ScriptedPeer]) -> None:
+    cut_off = peers(CUT_OFF)
+    with pytest.raises(TransientError, match="not connected to its cluster"):
+        connect(f"unix:{cut_off.path}").connect()
+
+
+def test_a_hung_server_times_out_as_transient(cluster: OvsdbServer) -> None:
+    nb = OvsdbNorthbound(NbSettings(remotes=(cluster.unix_remote,), timeout=0.5), ONCE)
+    with nb:
+        cluster.pause()
+        try:
+            started = time.monotonic()
+            with pytest.raises(TransientError, match=r"no answer within 0.5s"):
+                nb.lsp_list()
+            assert time.monotonic() - started < 3
+        finally:
+            cluster.resume()
+        assert len(nb.lsp_list().ports) == 6
+
+
+def test_a_host_name_remote_is_resolved(cluster: OvsdbServer) -> None:
+    port = cluster.tcp_remote.rsplit(":", 1)[1]
+    with connect(f"tcp:localhost:{port}") as nb:
+        assert len(nb.lsp_list().ports) == 6
 
 
 # --- TLS ------------------------------------------------------------------------------
@@ -617,6 +701,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         subprocess.run(["ovs-pki", f"--dir={d}/pki", "--force", *args], cwd=d, check=True, capture_output=True)
     return {
         "ca": d / "pki/switchca/cacert.pem",
+        "other_ca": d / "pki/controllerca/cacert.pem",
         "server_key": d / "server-privkey.pem",
         "server_cert": d / "server-cert.pem",
         "client_key": d / "client-privkey.pem",
@@ -631,9 +716,27 @@ def test_ssl_remote(pki: dict[str, Path], tmp_path: Path) -> None:
         server.add_switch("ovn-default")
         server.add_ports("ovn-default", [pod_port("a.default")])
         tls = {"private_key": str(pki["client_key"]), "certificate": str(pki["client_cert"]), "ca_cert": str(pki["ca"])}
-        with connect(server.ssl_remote, **tls) as nb:
+        with connect(server.ssl_remote, tls=tls) as nb:
             (port,) = nb.lsp_list().ports
             assert nb.lsp_del([port]) == {port.uuid: "done"}
         assert server.ports() == []
+    finally:
+        server.cleanup()
+
+
+def test_ssl_with_a_ca_that_did_not_sign_the_server_is_refused(pki: dict[str, Path], tmp_path: Path) -> None:
+    server = OvsdbServer(tmp_path, ssl_files=(pki["server_key"], pki["server_cert"], pki["ca"]))
+    server.start()
+    try:
+        tls = {
+            "private_key": str(pki["client_key"]),
+            "certificate": str(pki["client_cert"]),
+            "ca_cert": str(pki["other_ca"]),
+        }
+        with pytest.raises(TransientError, match="TLS handshake failed"):
+            connect(server.ssl_remote, tls=tls).connect()
+        tls["ca_cert"] = str(pki["client_key"])  # not a certificate at all
+        with pytest.raises(ConfigError, match="cannot load the NB TLS files"):
+            connect(server.ssl_remote, tls=tls)
     finally:
         server.cleanup()

@@ -68,6 +68,7 @@ RESERVED_LABEL: Final = "ovn.kubernetes.io/ip_reserved"
 SUBNET_LABEL: Final = "ovn.kubernetes.io/subnet"
 MULTUS_ANNOTATION: Final = "k8s.v1.cni.cncf.io/networks"
 _ALLOCATED_SUFFIX: Final = ".kubernetes.io/allocated"
+NODE_ALLOCATED: Final = "ovn.kubernetes.io/allocated"
 _DEFAULT_KUBECONFIG: Final = "~/.kube/config"
 
 
@@ -456,8 +457,9 @@ def parse_pod(obj: Any) -> Pod:
 
 
 def parse_node(obj: Any) -> Node:
-    meta = parse_meta(_root(obj))
-    return Node(name=meta.name, uid=meta.uid)
+    root = _root(obj)
+    meta = parse_meta(root)
+    return Node(name=meta.name, uid=meta.uid, allocated=_annotations(root).get(NODE_ALLOCATED) == "true")
 
 
 def parse_statefulset(obj: Any) -> StatefulSet:

@@ -153,6 +153,7 @@ class Pod:
 class Node:
     name: str
     uid: str = ""
+    allocated: bool = False  # annotation ovn.kubernetes.io/allocated == "true": node-<name> port and IP exist
 
 
 @dataclass(frozen=True, slots=True)
