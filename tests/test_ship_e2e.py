@@ -10,14 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import rbac
 from click.testing import CliRunner, Result
-from fakeapi import FakeApiServer
-from ovsdb import OvsdbServer
 from prometheus_client.parser import text_string_to_metric_families
-from scenario import Cluster, kube_ovn_controller, seed_demo
 
+import rbac
+from fakeapi import FakeApiServer
 from kube_ovn_gc.cli import main
+from ovsdb import OvsdbServer
+from scenario import Cluster, kube_ovn_controller, seed_demo
 
 MANIFEST = Path(__file__).resolve().parent.parent / "cronjob.yaml"
 
@@ -110,7 +110,7 @@ def test_metrics_of_real_passes_land_in_the_pushgateway(demo: Cluster, kube_api:
                                                         nb_server: OvsdbServer, kubeconfig: Path,
                                                         pushgateway: str) -> None:
     before = dt.datetime.now(dt.UTC).timestamp()
-    result, report = gc(kubeconfig, nb_server, "run", "--pushgateway", pushgateway, "--cluster-name", "e2e")
+    result, _ = gc(kubeconfig, nb_server, "run", "--pushgateway", pushgateway, "--cluster-name", "e2e")
     assert result.exit_code == 0
     samples = scrape(pushgateway, "e2e")
     names = {name for name, _ in samples}
