@@ -48,14 +48,11 @@ def main() -> int:
     return 0 if codes == [1, 0, 0] else 1
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
 
 def doctor_demo() -> int:
     """The sandbox cluster plus one of each inconsistency, then `kube-ovn-gc doctor` (the README's example).
 
-    Run it with ``python -c 'import sandbox, sys; sys.exit(sandbox.doctor_demo())'`` from ``tests/``.
+    Run it with ``scripts/sandbox --doctor``.
     """
     from scenario import seed_doctor
 
@@ -73,3 +70,7 @@ def doctor_demo() -> int:
         finally:
             nb.cleanup()
     return 0 if code == 1 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(doctor_demo() if "--doctor" in sys.argv[1:] else main())
