@@ -577,6 +577,8 @@ class ScriptedPeer:
                 data = conn.recv(65536)
             except TimeoutError:
                 continue
+            except OSError:
+                return
             if not data:
                 return
             text += data.decode()
