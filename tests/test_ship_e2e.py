@@ -129,3 +129,21 @@ def test_metrics_of_real_passes_land_in_the_pushgateway(demo: Cluster, kube_api:
     samples = scrape(pushgateway, "e2e")
     assert samples["kube_ovn_gc_exit_code", frozenset()] == 3
     assert samples["kube_ovn_gc_last_success_timestamp_seconds", frozenset()] == success
+
+
+def test_json_logs_one_object_per_line_with_action_fields(demo: Cluster, kube_api: FakeApiServer,
+                                                          nb_server: OvsdbServer, kubeconfig: Path) -> None:
+    result, _ = gc(kubeconfig, nb_server, "run", "--log-format", "json")
+    assert result.exit_code == 0
+    lines = [json.loads(line) for line in result.stderr.splitlines() if line.strip()]
+    assert lines and all({"time", "level", "logger", "message"} <= set(line) for line in lines)
+    starts = [line for line in lines if line["message"].startswith("kube-ovn-gc ") and "settings" in line["message"]]
+    assert len(starts) == 1
+    deletes = [line for line in lines if line.get("action") == "delete-ip"]
+    assert {d["object"] for d in deletes} == {"vm-deleted.default", "job-7f9c.default", "db-1.default"}
+    assert all(d["reason"] and d["level"] == "INFO" for d in deletes)
+    assert any(line.get("action") == "delete-port" and line["object"] == "old-pod.default" for line in lines)
+
+    dry, _ = gc(kubeconfig, nb_server, "check", "--log-format", "json")
+    banner = [json.loads(line) for line in dry.stderr.splitlines() if "DRY RUN" in line]
+    assert banner and banner[0]["level"] == "WARNING"
