@@ -277,3 +277,21 @@ def test_odd_external_ids_and_unparsed_objects_are_skipped_not_deleted() -> None
     p = run_plan(snap)
     assert p.ports == () and p.ips == ()
     assert {(s.kind, s.name) for s in p.skipped} == {("port", "odd.default"), ("ip", "bad-ip")}
+
+
+def test_fqdn_node_port_lives_with_its_node_and_goes_with_it() -> None:
+    # Found by the property test: node names are often FQDNs, and a dotted node-<name> is no pod's port.
+    snap = snapshot(nodes=(node("w1.example.com"),),
+                    ports=(port("node-w1.example.com", switch="join"), port("node-w2.example.com", switch="join")))
+    assert set(leaked_ports(run_plan(snap))) == {"node-w2.example.com"}
+
+
+def test_workloads_named_like_special_addresses_are_judged_as_workloads() -> None:
+    fresh = pod("default", "mcast-querier", providers=())  # allocated not written yet
+    snap = snapshot(pods=(fresh,), vms=(vm("default", "u2o-interconnection", multus="n1/net"),),
+                    ports=(port("mcast-querier.default", pod_key="default/mcast-querier"),
+                           port("u2o-interconnection.default.net.n1.ovn", pod_key="default/u2o-interconnection")),
+                    ips=(ip("mcast-querier.s9", namespace="", subnet="s9"),))
+    p = run_plan(snap)
+    assert p.ports == ()
+    assert leaked_ips(p) == {"mcast-querier.s9": "owner Subnet s9 not found"}

@@ -140,6 +140,8 @@ class Owners:
         self.names: dict[PortName, str] = {}
         self.prefixes: dict[str, str] = {}
         self.bad_annotations: list[tuple[str, str, str]] = []
+        for n in kube.nodes:  # by exact name: node names may be FQDNs with dots
+            self._keep(names.node_port_name(n.name), f"owner Node {n.name} exists")
         self._index_pods(kube.pods)
         self._index_vms(kube.vms)
         self._index_vips(kube)
@@ -289,8 +291,19 @@ def _by_name(owners: Owners, name: str) -> Verdict | None:
     return None
 
 
-def _special(owners: Owners, name: str, owner_refs: Iterable[tuple[str, str]] = ()) -> Verdict | None:
-    """Node, mcast-querier and U2O addresses: owned by a Node or a Subnet."""
+def _pod_namespace(port: Port) -> str:
+    """The namespace in the port's ``pod`` external id ("" when absent)."""
+    ns, slash, _ = port.external_id("pod").partition("/")
+    return ns if slash else ""
+
+
+def _special(owners: Owners, name: str, owner_refs: Iterable[tuple[str, str]] = (), namespace: str = "",
+             ) -> Verdict | None:
+    """Node, mcast-querier and U2O addresses: owned by a Node or a Subnet.
+
+    The name patterns only count for addresses outside any namespace (Kube-OVN writes these IP CRs
+    with an empty namespace): a Pod or VM named ``mcast-querier`` is a workload like any other.
+    """
     for kind, ref_name in owner_refs:
         if kind == "Subnet":
             if ref_name in owners.subnets:
@@ -300,6 +313,8 @@ def _special(owners: Owners, name: str, owner_refs: Iterable[tuple[str, str]] = 
             if ref_name in owners.nodes:
                 return Verdict(True, f"owner Node {ref_name} exists")
             return Verdict(False, f"owner Node {ref_name} not found")
+    if namespace:
+        return None
     node = names.node_of_port(name)
     if node is not None:
         if node in owners.nodes:
@@ -327,7 +342,7 @@ def judge_ip(ip: IpCR, owners: Owners) -> Verdict:
     refs = [(r.kind, r.name) for r in ip.meta.owners]
     if ip.namespace == "" and ip.node_name and ip.node_name == ip.pod_name:
         refs.append(("Node", ip.node_name))
-    special = _special(owners, ip.meta.name, refs)
+    special = _special(owners, ip.meta.name, refs, ip.namespace)
     if special is not None:
         return special
     return owners.workload(ip.namespace, ip.pod_name, ip.pod_type)
@@ -337,7 +352,7 @@ def judge_port(port: Port, owners: Owners) -> Verdict | Skip:
     by_name = _by_name(owners, port.name)
     if by_name is not None:
         return by_name
-    special = _special(owners, port.name)
+    special = _special(owners, port.name, (), _pod_namespace(port))
     if special is not None:
         return special
     pod_ref = port.external_id("pod")
@@ -460,11 +475,12 @@ def _workload_lookups(namespace: str, name: str, kubevirt: KubevirtState, policy
     return out
 
 
-def _special_lookups(name: str, refs: Iterable[tuple[str, str]]) -> list[Lookup]:
+def _special_lookups(name: str, refs: Iterable[tuple[str, str]], namespace: str) -> list[Lookup]:
     out = [Lookup(kind, "", ref) for kind, ref in refs if kind in ("Node", "Subnet")]
-    node = names.node_of_port(name)
-    if node is not None:
-        out.append(Lookup("Node", "", node))
+    if namespace:
+        return out
+    if name.startswith(names.NODE_PREFIX) and len(name) > len(names.NODE_PREFIX):
+        out.append(Lookup("Node", "", name[len(names.NODE_PREFIX) :]))  # FQDN node names too
     subnet = names.subnet_of_special(name)
     if subnet is not None:
         out.append(Lookup("Subnet", "", subnet))
@@ -475,14 +491,14 @@ def lookups_for_ip(ip: IpCR, kubevirt: KubevirtState, policy: Policy) -> tuple[L
     refs = [(r.kind, r.name) for r in ip.meta.owners]
     if ip.namespace == "" and ip.node_name:
         refs.append(("Node", ip.node_name))
-    out = _special_lookups(ip.meta.name, refs)
+    out = _special_lookups(ip.meta.name, refs, ip.namespace)
     if ip.namespace and ip.pod_name:
         out += _workload_lookups(ip.namespace, ip.pod_name, kubevirt, policy)
     return tuple(dict.fromkeys(out))
 
 
 def lookups_for_port(port: Port, kubevirt: KubevirtState, policy: Policy) -> tuple[Lookup, ...]:
-    out = _special_lookups(port.name, ())
+    out = _special_lookups(port.name, (), _pod_namespace(port))
     ns, slash, name = port.external_id("pod").partition("/")
     if slash and ns and name:
         out += _workload_lookups(ns, name, kubevirt, policy)
