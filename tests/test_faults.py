@@ -71,8 +71,8 @@ def test_owner_appearing_between_plan_and_act_is_kept(demo: Cluster, kube_api: F
                                "metadata": {"name": "job-7f9c", "namespace": "default"},
                                "spec": {"restartPolicy": "Always"}, "status": {"phase": "Running"}})
 
-    # The second look at job-7f9c starts by re-reading its IP CR: the pod appears right then.
-    kube_api.before("GET", r"^/apis/kubeovn\.io/v1/ips/job-7f9c\.default$", pod_comes_back)
+    # The pod appears just as the second look GETs it again.
+    kube_api.before("GET", r"^/api/v1/namespaces/default/pods/job-7f9c$", pod_comes_back)
     result, report = gc(kubeconfig, nb_server, "run")
     assert result.exit_code == 0
     ips = {a["name"]: a for a in report["actions"] if a["kind"] == "ip"}
@@ -266,3 +266,26 @@ def test_restore_rejects_a_file_that_is_not_a_report(kubeconfig: Path, nb_server
     result = CliRunner().invoke(main, ["restore", str(bad), "--kubeconfig", str(kubeconfig),
                                        "--ovn-nb", nb_server.unix_remote])
     assert result.exit_code == 2 and "undo" in result.stderr
+
+
+def test_ip_cr_changed_between_read_and_delete_is_left_alone(demo: Cluster, kube_api: FakeApiServer,
+                                                             nb_server: OvsdbServer, kubeconfig: Path) -> None:
+    def user_reserves_it(server: FakeApiServer) -> None:
+        ip = server.get("ips", "job-7f9c.default")
+        assert ip is not None
+        ip["metadata"]["labels"]["ovn.kubernetes.io/ip_reserved"] = "true"
+        server.put("ips", ip)
+
+    # Someone reserves the address while the pass is taking its second look at the owner.
+    kube_api.before("GET", r"^/api/v1/namespaces/default/pods/job-7f9c$", user_reserves_it)
+    result, report = gc(kubeconfig, nb_server, "run")
+    assert result.exit_code == 0
+    ips = {a["name"]: a for a in report["actions"] if a["kind"] == "ip"}
+    assert ips["job-7f9c.default"]["outcome"] == "skipped"
+    assert ips["job-7f9c.default"]["reason"].startswith("changed since read")
+    deletes = [r.status for r in kube_api.requests if r.verb == "delete" and r.name == "job-7f9c.default"]
+    assert deletes == [409]
+    assert "deletionTimestamp" not in kube_api.get("ips", "job-7f9c.default")["metadata"]  # type: ignore[index]
+    # The next pass sees a reserved IP CR: never a candidate.
+    _, report = gc(kubeconfig, nb_server, "check")
+    assert "job-7f9c.default" not in outcomes(report, "ip")

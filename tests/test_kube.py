@@ -804,26 +804,30 @@ def test_delete_ip_with_stale_resource_version_conflicts(cluster: Cluster) -> No
 def test_delete_ip_with_finalizer_leaves_it_terminating(cluster: Cluster) -> None:
     seed_ip(cluster.server, "a.default", "10.16.0.2")
     [ip] = cluster.reader.read_ips()
-    assert cluster.writer.delete_ip(ip) == "done"
+    outcome, manifest = cluster.writer.delete_ip(ip)
+    assert outcome == "done"
+    # the answer is the object as deleted: the undo record keeps it
+    assert manifest is not None and manifest["metadata"]["name"] == "a.default"
+    assert manifest["metadata"]["deletionTimestamp"] and manifest["spec"]["v4IpAddress"] == "10.16.0.2"
     terminating = cluster.writer.get_ip("a.default")
     assert terminating is not None and terminating.meta.deletion is not None
     assert terminating.meta.finalizers == ("kubeovn.io/kube-ovn-controller",)
     # deleting it again (as the next pass would, from a fresh read) is fine and changes nothing
-    assert cluster.writer.delete_ip(terminating) == "done"
+    assert cluster.writer.delete_ip(terminating)[0] == "done"
     again = cluster.writer.get_ip("a.default")
     assert again is not None and again.meta.deletion == terminating.meta.deletion
     # the controller drops its finalizer: the CR is gone, and deleting it is still a success
     cluster.server.remove_finalizers("ips", "a.default")
     assert cluster.writer.get_ip("a.default") is None
-    assert cluster.writer.delete_ip(terminating) == "gone"
+    assert cluster.writer.delete_ip(terminating) == ("gone", None)
 
 
 def test_delete_ip_without_finalizer_and_404(cluster: Cluster) -> None:
     cluster.server.create("ips", {"metadata": {"name": "a.default"}, "spec": {"subnet": "ovn-default"}})
     [ip] = cluster.reader.read_ips()
-    assert cluster.writer.delete_ip(ip) == "done"
+    assert cluster.writer.delete_ip(ip)[0] == "done"
     assert cluster.server.get("ips", "a.default") is None
-    assert cluster.writer.delete_ip(ip) == "gone"
+    assert cluster.writer.delete_ip(ip) == ("gone", None)
 
 
 def test_patch_subnet_status_writes_only_status(cluster: Cluster) -> None:

@@ -9,9 +9,11 @@ of the re-read; NB ports: an OVSDB ``wait`` on name and external_ids).
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from . import plan as planner
 from .errors import ConflictError, GCError
@@ -20,6 +22,9 @@ from .model import IpCR, KubeSnapshot, PortUUID
 from .report import DONE, FAILED, PLANNED, SKIPPED, ActionRecord
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 STATUS_CONFLICT_ATTEMPTS = 3
 KUBE_OVN_FINALIZERS = ("kubeovn.io/kube-ovn-controller", "kube-ovn-controller")
@@ -40,6 +45,7 @@ class Context:
     dry_run: bool
     guard: Callable[[], None] = _no_guard  # raises SafetyError when we must stop acting (lease lost)
     undo: list[dict[str, Any]] = field(default_factory=list)  # full deleted objects, for restore
+    workers: int = 4  # second looks and deletes in flight at once
 
 
 def _ip_detail(ip: IpCR) -> dict[str, object]:
@@ -75,60 +81,17 @@ def _second_look_ip(ip: IpCR, ctx: Context, *, terminating_ok: bool = False,
     fresh, manifest = got
     if ip.meta.uid and fresh.meta.uid != ip.meta.uid:
         return "re-created since it was read (uid differs)"
-    owners = _fetch(ctx.writer, planner.lookups_for_ip(fresh, ctx.kube.kubevirt, ctx.policy))
-    verdict = planner.rejudge_ip(fresh, planner.fresh_snapshot(owners, ctx.kube), ctx.policy,
-                                 terminating_ok=terminating_ok)
+    verdict = _owners_again(fresh, ctx, terminating_ok=terminating_ok)
     if verdict.alive:
         return f"second look: {verdict.reason}"
     return fresh, manifest
 
 
-def apply_ips(actions: Sequence[planner.IpAction], ctx: Context) -> tuple[list[ActionRecord], set[str]]:
-    """Delete leaked IP CRs; the controller's finalizer then frees the port and IPAM.
-
-    Returns the records and the names released (deleted, or already gone).
-    """
-    records: list[ActionRecord] = []
-    released: set[str] = set()
-    for i, action in enumerate(actions):
-        name, detail = action.ip.meta.name, _ip_detail(action.ip)
-        if ctx.dry_run:
-            records.append(ActionRecord("ip", name, action.reason, PLANNED, detail))
-            released.add(name)
-            continue
-        try:
-            ctx.guard()
-        except GCError as exc:
-            records += [ActionRecord("ip", a.ip.meta.name, f"not acted on: {exc}", SKIPPED, _ip_detail(a.ip))
-                        for a in actions[i:]]
-            raise StopActing(records, released) from exc
-        try:
-            looked = _second_look_ip(action.ip, ctx)
-            if looked == "gone":
-                log.info("ip %s already gone", name)
-                released.add(name)
-                records.append(ActionRecord("ip", name, f"{action.reason} (already gone)", DONE, detail))
-                continue
-            if isinstance(looked, str):
-                log.warning("ip %s kept: %s", name, looked)
-                records.append(ActionRecord("ip", name, looked, SKIPPED, detail))
-                continue
-            fresh, manifest = looked
-            result = ctx.writer.delete_ip(fresh)
-        except ConflictError as exc:
-            log.warning("ip %s skipped: changed since it was read (%s)", name, exc)
-            records.append(ActionRecord("ip", name, f"changed since read: {exc}", SKIPPED, detail))
-            continue
-        except GCError as exc:
-            log.error("ip %s: not deleted: %s", name, exc)
-            records.append(ActionRecord("ip", name, f"{action.reason}; not deleted: {exc}", FAILED, detail))
-            continue
-        log.info("ip %s deleted (%s)%s", name, action.reason, " (already gone)" if result == "gone" else "",
-                 extra={"action": "delete-ip", "object": name, "reason": action.reason})
-        released.add(name)
-        ctx.undo.append({"kind": "ip", "name": name, "manifest": manifest})
-        records.append(ActionRecord("ip", name, action.reason, DONE, detail))
-    return records, released
+def _owners_again(ip: IpCR, ctx: Context, *, terminating_ok: bool = False) -> planner.Verdict:
+    """The second look at an IP CR's possible owners: GET each again, judge again."""
+    owners = _fetch(ctx.writer, planner.lookups_for_ip(ip, ctx.kube.kubevirt, ctx.policy))
+    return planner.rejudge_ip(ip, planner.fresh_snapshot(owners, ctx.kube), ctx.policy,
+                              terminating_ok=terminating_ok)
 
 
 class StopActing(GCError):
@@ -140,37 +103,109 @@ class StopActing(GCError):
         self.released = released
 
 
+def _in_parallel(items: Sequence[T], work: Callable[[T], R], ctx: Context,
+                 not_acted: Callable[[T, str], R]) -> tuple[list[R], BaseException | None]:
+    """Run ``work`` over ``items`` on ``ctx.workers`` threads, in order; the guard is asked before each.
+
+    Once the guard refuses, the items not yet started get ``not_acted`` and the refusal is returned.
+    """
+    stop = threading.Event()
+    refusal: list[BaseException] = []
+
+    def one(item: T) -> R:
+        if not stop.is_set():
+            try:
+                ctx.guard()
+            except GCError as exc:
+                refusal.append(exc)
+                stop.set()
+        if stop.is_set():
+            return not_acted(item, f"not acted on: {refusal[0]}")
+        return work(item)
+
+    if ctx.workers <= 1 or len(items) <= 1:
+        results = [one(item) for item in items]
+    else:
+        with ThreadPoolExecutor(max_workers=ctx.workers, thread_name_prefix="gc-act") as pool:
+            results = list(pool.map(one, items))
+    return results, (refusal[0] if refusal else None)
+
+
+def _delete_ip(action: planner.IpAction, ctx: Context) -> tuple[ActionRecord, dict[str, Any] | None]:
+    """Second look at the owners, then DELETE with the snapshot's uid + resourceVersion as preconditions:
+    an IP CR changed since it was read (relabelled reserved, re-created, …) answers 409 and is left alone."""
+    ip = action.ip
+    name, detail = ip.meta.name, _ip_detail(ip)
+    try:
+        verdict = _owners_again(ip, ctx)
+        if verdict.alive:
+            log.warning("ip %s kept: second look: %s", name, verdict.reason)
+            return ActionRecord("ip", name, f"second look: {verdict.reason}", SKIPPED, detail), None
+        result, manifest = ctx.writer.delete_ip(ip)
+    except ConflictError as exc:
+        log.warning("ip %s skipped: changed since it was read (%s)", name, exc)
+        return ActionRecord("ip", name, f"changed since read: {exc}", SKIPPED, detail), None
+    except GCError as exc:
+        log.error("ip %s: not deleted: %s", name, exc)
+        return ActionRecord("ip", name, f"{action.reason}; not deleted: {exc}", FAILED, detail), None
+    gone = " (already gone)" if result == "gone" else ""
+    log.info("ip %s deleted (%s)%s", name, action.reason, gone,
+             extra={"action": "delete-ip", "object": name, "reason": action.reason})
+    return ActionRecord("ip", name, f"{action.reason}{gone}", DONE, detail), manifest
+
+
+def apply_ips(actions: Sequence[planner.IpAction], ctx: Context) -> tuple[list[ActionRecord], set[str]]:
+    """Delete leaked IP CRs; the controller's finalizer then frees the port and IPAM.
+
+    Returns the records and the names released (deleted, or already gone).
+    """
+    if ctx.dry_run:
+        records = [ActionRecord("ip", a.ip.meta.name, a.reason, PLANNED, _ip_detail(a.ip)) for a in actions]
+        return records, {a.ip.meta.name for a in actions}
+
+    def not_acted(a: planner.IpAction, why: str) -> tuple[ActionRecord, dict[str, Any] | None]:
+        return ActionRecord("ip", a.ip.meta.name, why, SKIPPED, _ip_detail(a.ip)), None
+
+    results, refusal = _in_parallel(actions, lambda a: _delete_ip(a, ctx), ctx, not_acted)
+    records = [record for record, _ in results]
+    released = {r.name for r in records if r.outcome == DONE}
+    ctx.undo.extend({"kind": "ip", "name": r.name, "manifest": manifest}
+                    for r, manifest in results if manifest is not None)
+    if refusal is not None:
+        raise StopActing(records, released) from refusal
+    return records, released
+
+
+def _look_at_port(a: planner.PortAction, ctx: Context) -> ActionRecord | None:
+    """The second look at a port: None when it is still to go, else the record of why not."""
+    try:
+        if ctx.writer.get_ip_manifest(a.port.name) is not None:
+            return ActionRecord("port", a.port.name, "second look: an IP CR of this name exists now", SKIPPED,
+                                _port_detail(a))
+        owners = _fetch(ctx.writer, planner.lookups_for_port(a.port, ctx.kube.kubevirt, ctx.policy))
+        verdict = planner.rejudge_port(a.port, planner.fresh_snapshot(owners, ctx.kube), ctx.policy)
+    except GCError as exc:
+        return ActionRecord("port", a.port.name, f"{a.reason}; second look failed: {exc}", FAILED, _port_detail(a))
+    if isinstance(verdict, planner.Skip) or verdict.alive:
+        return ActionRecord("port", a.port.name, f"second look: {verdict.reason}", SKIPPED, _port_detail(a))
+    return None
+
+
 def apply_ports(actions: Sequence[planner.PortAction], ctx: Context) -> list[ActionRecord]:
     """Delete leaked ports that have no IP CR, after a second look, in a few guarded NB transactions."""
     if ctx.dry_run:
         return [ActionRecord("port", a.port.name, a.reason, PLANNED, _port_detail(a)) for a in actions]
     if not actions:
         return []
-    try:
-        ctx.guard()
-    except GCError as exc:
-        not_acted = [ActionRecord("port", a.port.name, f"not acted on: {exc}", SKIPPED, _port_detail(a))
-                     for a in actions]
-        raise StopActing(not_acted, set()) from exc
-    records: list[ActionRecord] = []
-    survivors: list[planner.PortAction] = []
-    for a in actions:
-        try:
-            if ctx.writer.get_ip_manifest(a.port.name) is not None:
-                records.append(ActionRecord("port", a.port.name, "second look: an IP CR of this name exists now",
-                                            SKIPPED, _port_detail(a)))
-                continue
-            owners = _fetch(ctx.writer, planner.lookups_for_port(a.port, ctx.kube.kubevirt, ctx.policy))
-            verdict = planner.rejudge_port(a.port, planner.fresh_snapshot(owners, ctx.kube), ctx.policy)
-        except GCError as exc:
-            records.append(ActionRecord("port", a.port.name, f"{a.reason}; second look failed: {exc}", FAILED,
-                                        _port_detail(a)))
-            continue
-        if isinstance(verdict, planner.Skip) or verdict.alive:
-            records.append(ActionRecord("port", a.port.name, f"second look: {verdict.reason}", SKIPPED,
-                                        _port_detail(a)))
-            continue
-        survivors.append(a)
+
+    def not_acted(a: planner.PortAction, why: str) -> ActionRecord | None:
+        return ActionRecord("port", a.port.name, why, SKIPPED, _port_detail(a))
+
+    looked, refusal = _in_parallel(actions, lambda a: _look_at_port(a, ctx), ctx, not_acted)
+    records = [r for r in looked if r is not None]
+    if refusal is not None:
+        raise StopActing(records, set()) from refusal
+    survivors = [a for a, r in zip(actions, looked, strict=True) if r is None]
     if not survivors:
         return records
     try:

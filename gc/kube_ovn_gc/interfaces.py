@@ -47,8 +47,8 @@ class KubeWrites(Protocol):
 
     def release_finalizers(self, manifest: dict[str, Any], finalizers: Collection[str]) -> str: ...
 
-    def delete_ip(self, ip: IpCR) -> str:
-        """ "done", or "gone" when already absent; ConflictError when a precondition fails."""
+    def delete_ip(self, ip: IpCR) -> tuple[str, dict[str, Any] | None]:
+        """("done", the manifest as deleted) or ("gone", None); ConflictError when a precondition fails."""
         ...
 
     def patch_subnet_status(self, subnet: Subnet, fields: dict[str, int | str]) -> None: ...

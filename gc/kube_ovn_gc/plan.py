@@ -128,7 +128,7 @@ class Owners:
     def __init__(self, kube: KubeSnapshot, policy: Policy) -> None:
         self.policy = policy
         self.kubevirt = kube.kubevirt
-        self.pods: dict[OwnerKey, Pod] = {p.meta.key: p for p in kube.pods}
+        self.pods: dict[OwnerKey, Pod] = {owner_key(p.meta.namespace, p.meta.name): p for p in kube.pods}
         self.statefulsets: dict[OwnerKey, StatefulSet] = {s.meta.key: s for s in kube.statefulsets}
         self.nodes: frozenset[str] = frozenset(n.name for n in kube.nodes)
         self.subnets: dict[str, Subnet] = {s.meta.name: s for s in kube.subnets}
@@ -145,6 +145,11 @@ class Owners:
         self._index_pods(kube.pods)
         self._index_vms(kube.vms)
         self._index_vips(kube)
+        self._prefix_index = _PrefixIndex(self.prefixes)
+
+    def by_prefix(self, name: str) -> str | None:
+        """The reason of the first kept prefix (in the order they were kept) that ``name`` starts with."""
+        return self._prefix_index.first(name)
 
     # -- building ------------------------------------------------------------
 
@@ -153,7 +158,12 @@ class Owners:
 
     def _index_pods(self, pods: Iterable[Pod]) -> None:
         for pod in pods:
-            verdict = self.pod_verdict(pod)
+            meta = pod.meta
+            if meta.deletion is None and not pod.host_network and pod.phase not in ("Succeeded", "Failed"):
+                # the usual case, decided without building verdicts: what pod_liveness says of it
+                verdict = Verdict(True, f"owner Pod {meta.namespace}/{meta.name} is alive")
+            else:
+                verdict = self.pod_verdict(pod)
             if not verdict.alive:
                 continue
             owner = pod.meta.name
@@ -282,13 +292,39 @@ def key_has_sts(owners: Owners, namespace: str, pod_name: str) -> bool:
 
 
 def _by_name(owners: Owners, name: str) -> Verdict | None:
-    why = owners.names.get(PortName(name))
-    if why is not None:
-        return Verdict(True, why)
-    for prefix, why in owners.prefixes.items():
-        if name.startswith(prefix):
-            return Verdict(True, why)
-    return None
+    why = owners.names.get(name)  # type: ignore[call-overload]
+    if why is None:
+        why = owners.by_prefix(name)
+    return None if why is None else Verdict(True, why)
+
+
+class _PrefixIndex:
+    """First-match lookup over prefixes (VM ``.<ifname>`` variants, Vips without a Subnet).
+
+    The same answer as trying every prefix in order with ``startswith``, but by
+    length: one slice and one dict lookup per distinct prefix length, not one
+    ``startswith`` per prefix (hundreds of VMs with attachments, for every
+    name not kept by its exact name).
+    """
+
+    def __init__(self, prefixes: dict[str, str]) -> None:
+        by_length: dict[int, dict[str, int]] = {}
+        for order, prefix in enumerate(prefixes):
+            by_length.setdefault(len(prefix), {})[prefix] = order
+        self._lengths = sorted(by_length)
+        self._by_length = by_length
+        self._reasons = list(prefixes.values())
+
+    def first(self, name: str) -> str | None:
+        best: int | None = None
+        size = len(name)
+        for length in self._lengths:
+            if length > size:
+                break
+            order = self._by_length[length].get(name[:length])
+            if order is not None and (best is None or order < best):
+                best = order
+        return None if best is None else self._reasons[best]
 
 
 def _pod_namespace(port: Port) -> str:
@@ -366,9 +402,13 @@ def judge_port(port: Port, owners: Owners) -> Verdict | Skip:
     return Verdict(False, "no owner: no pod external id and the name matches no Pod, VM, Node, Vip or OvnEip")
 
 
+_KUBE_OVN_VENDOR_ID = ("vendor", KUBE_OVN_VENDOR)
+
+
 def is_candidate_port(port: Port) -> bool:
     """Only plain kube-ovn ports are ever considered; NB may be shared."""
-    return port.type == "" and port.external_id("vendor") == KUBE_OVN_VENDOR
+    # external_ids come from an OVSDB map: each key once, so this is external_id("vendor") == "kube-ovn"
+    return port.type == "" and _KUBE_OVN_VENDOR_ID in port.external_ids
 
 
 def plan(snapshot: Snapshot, policy: Policy) -> Plan:
