@@ -1,11 +1,12 @@
 """The Kubernetes adapter: read one consistent snapshot, then write a few guarded changes.
 
 Reading lists every kind in pages (``limit`` + ``continue``, never
-``resourceVersion=0``), asks the client for the raw bytes
-(``_preload_content=False``), decodes them with orjson and turns each item into
-the slim frozen objects of :mod:`kube_ovn_gc.model` right away, so the raw
-dicts of a page are dropped before the next page is fetched. No typed
-Kubernetes models are built.
+``resourceVersion=0``), takes each page as raw bytes, decodes it (pods and IP
+CRs with msgspec into only the fields the job needs, see "fast decoding"; the
+rest with orjson) and turns each item into the slim frozen objects of
+:mod:`kube_ovn_gc.model` right away, so a page is dropped before the next one is
+fetched. No typed Kubernetes models are built, and the generated API classes
+are not used (see :class:`_Api`).
 
 Every library failure goes through :func:`translate_error`; every request
 goes through :func:`kube_ovn_gc.retry.retrying`.
@@ -23,6 +24,7 @@ import logging
 import os
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
@@ -123,30 +125,48 @@ def _throttle_refresh(configuration: Any, interval: float) -> None:
 
     The client runs the hook before every request; the kubeconfig loader's hook
     re-reads the credentials and re-applies host, TLS and proxy settings (which
-    scans the environment for proxies): ~0.5 ms a request, 2.5 s of a 100k-pod
-    pass. The loaders renew a token minutes before it expires, so nothing
-    expires in between. The kubeconfig hook re-installs itself each time it
-    runs; it is wrapped again.
+    scans the environment for proxies): ~0.5 ms a request, seconds over the
+    thousands of requests of a large pass. The loaders renew a token minutes
+    before it expires, so nothing expires in between. The loaders' hooks install
+    a fresh hook of their own each time they run: they are run against a stand-in
+    that passes every setting through but keeps that one, so the throttle stays
+    in place. Runs are serialised (requests may come from several threads).
     """
     hook = getattr(configuration, "refresh_api_key_hook", None)
     if hook is None:
         return
-    inner: Callable[[Any], None] = hook
-    last = -interval
+    inner: list[Callable[[Any], None]] = [hook]
+    last = [-interval]
+    lock = threading.Lock()
 
     def refresh(conf: Any) -> None:
-        nonlocal inner, last
-        now = time.monotonic()
-        if now - last < interval:
-            return
-        last = now
-        inner(conf)
-        replaced = getattr(conf, "refresh_api_key_hook", None)
-        if replaced is not None and replaced is not refresh:
-            inner = replaced
-            conf.refresh_api_key_hook = refresh
+        with lock:
+            now = time.monotonic()
+            if now - last[0] < interval:
+                return
+            last[0] = now
+            inner[0](_KeepHook(conf, inner))
 
     configuration.refresh_api_key_hook = refresh
+
+
+class _KeepHook:
+    """A configuration's stand-in for a credential loader: every attribute passes through, except that
+    a new ``refresh_api_key_hook`` is kept aside (for the throttle's next run) instead of replacing it."""
+
+    def __init__(self, conf: Any, keep: list[Callable[[Any], None]]) -> None:
+        object.__setattr__(self, "_conf", conf)
+        object.__setattr__(self, "_keep", keep)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conf, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "refresh_api_key_hook":
+            if value is not None:
+                self._keep[0] = value
+            return
+        setattr(self._conf, name, value)
 
 
 # --- errors -----------------------------------------------------------------
