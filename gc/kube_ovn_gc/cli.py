@@ -95,6 +95,9 @@ def pass_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                      envvar="KUBE_OVN_GC_RELEASE_STUCK_AFTER", show_envvar=True,
                      help="remove Kube-OVN's finalizers from leaked IP CRs terminating for longer than this "
                           "(off by default), so their Subnet can be deleted."),
+        click.option("--workers", type=click.IntRange(min=1, max=32), default=4, show_default=True,
+                     envvar="KUBE_OVN_GC_WORKERS", show_envvar=True,
+                     help="second looks and deletes in flight at once (1 = one after another)."),
         click.option("--events/--no-events", default=True, show_default=True, envvar="KUBE_OVN_GC_EVENTS",
                      show_envvar=True, help="emit Kubernetes Events on the Subnets for what was removed or fixed."),
         click.option("--pushgateway", envvar="KUBE_OVN_GC_PUSHGATEWAY", show_envvar=True, default=None,
@@ -145,6 +148,7 @@ def build_settings(dry_run: bool, **opts: Any) -> Settings:
         events=opts.get("events", True),
         pushgateway=opts.get("pushgateway"),
         cluster_name=opts.get("cluster_name", ""),
+        workers=opts.get("workers", 4),
     )
     log.info("kube-ovn-gc %s starting with settings %s", __version__, settings.describe())
     return settings

@@ -58,6 +58,7 @@ class Settings:
     events: bool = True
     pushgateway: str | None = None
     cluster_name: str = ""
+    workers: int = 4
 
     def describe(self) -> dict[str, object]:
         """The effective settings, safe to log (paths, never secrets)."""
