@@ -18,7 +18,6 @@ import copy
 import datetime as dt
 import email.utils
 import functools
-import gc
 import ipaddress
 import logging
 import os
@@ -26,8 +25,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Final, TypeVar
@@ -47,6 +45,7 @@ from .errors import (
     NotFoundError,
     TransientError,
 )
+from .memory import gc_paused
 from .model import (
     STATUS_FIELDS,
     Eip,
@@ -769,7 +768,8 @@ class _IpListS(msgspec.Struct):
     items: list[_IpS] | None = None
 
 
-def _time_from(text: str) -> dt.datetime | None:
+def parse_timestamp(text: str) -> dt.datetime | None:
+    """RFC 3339 ``Time``/``MicroTime`` as any client writes it, as aware UTC; None when unreadable."""
     try:
         t = dt.datetime.fromisoformat(text)
     except ValueError:
@@ -785,11 +785,11 @@ def _meta_from(m: _MetaS | None) -> Meta | None:
         return None
     creation = deletion = None
     if m.creationTimestamp is not None:
-        creation = _time_from(m.creationTimestamp)
+        creation = parse_timestamp(m.creationTimestamp)
         if creation is None:
             return None
     if m.deletionTimestamp is not None:
-        deletion = _time_from(m.deletionTimestamp)
+        deletion = parse_timestamp(m.deletionTimestamp)
         if deletion is None:
             return None
     refs = m.ownerReferences
@@ -1063,24 +1063,6 @@ class _KubeAccess:
 # --- reading ----------------------------------------------------------------
 
 
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic GC while lists are decoded and turned into snapshots.
-
-    Decoding a page allocates tens of thousands of dicts, and the snapshot grows
-    to millions of objects, none of them in a cycle: with the collector running,
-    its scans of the growing heap cost more than the decoding (x2.5 on pod pages).
-    Nests; the collector is back on when the outermost pause ends.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
 def _log_unparsed(unparsed: tuple[tuple[str, str, str], ...]) -> None:
     for kind, name, why in unparsed:
         log.warning("cannot parse %s %s: %s; leaving it alone", kind, name, why)
@@ -1096,7 +1078,7 @@ class KubeReader(_KubeAccess):
         return ips
 
     def read(self) -> KubeSnapshot:
-        with _gc_paused():
+        with gc_paused():
             return self._read()
 
     def _read(self) -> KubeSnapshot:
@@ -1155,7 +1137,7 @@ class KubeReader(_KubeAccess):
         self, k: _Kind, parse: Callable[[Any], T], *, tolerate: bool = False
     ) -> tuple[tuple[T, ...], tuple[tuple[str, str, str], ...]]:
         """Every object of a kind, in pages; restarted once from the start if a continue token expires."""
-        with _gc_paused():
+        with gc_paused():
             try:
                 return self._list_once(k, parse, tolerate)
             except _ExpiredError as exc:

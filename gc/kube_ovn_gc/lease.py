@@ -38,7 +38,7 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from .errors import ConflictError, FatalError, GCError, NotFoundError, SafetyError
-from .kube import translate_error
+from .kube import parse_timestamp, translate_error
 from .retry import RetryPolicy, retrying
 
 log = logging.getLogger(__name__)
@@ -71,15 +71,7 @@ def format_micro_time(moment: dt.datetime) -> str:
 
 def parse_time(value: Any) -> dt.datetime | None:
     """``MicroTime`` or ``Time`` as written by any client; None when absent or unreadable."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        moment = dt.datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.UTC)
-    return moment.astimezone(dt.UTC)
+    return parse_timestamp(value) if isinstance(value, str) and value else None
 
 
 class LeaseHeld(SafetyError):

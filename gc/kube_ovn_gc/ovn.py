@@ -34,7 +34,7 @@ Measured on the shared 2-core dev VM (expect +-30%) against a local
 ovsdb-server 3.1, 100k ports in one switch (a 26.7 MB reply): ``lsp_list``
 ~3-4 s over unix or tcp, of which ~2 s is ovsdb-server producing the reply,
 ~0.35 s orjson and ~0.6 s building ``Port`` objects, both with the cyclic GC
-paused (with it running they cost ~1.3 s more, see :func:`_gc_paused`).
+paused (with it running they cost ~1.3 s more, see :func:`kube_ovn_gc.memory.gc_paused`).
 On the same reply ``ovs.json`` needs ~18 s and the stdlib ``raw_decode``
 ~0.4 s. ``lsp_del`` of 1000 of those ports: ~0.3-0.45 s, of which the
 per-uuid pre-check selects take ~0.1-0.17 s (one full-table select of
@@ -54,9 +54,7 @@ applies the one :class:`RetryPolicy` itself; callers should not wrap them again.
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import gc
 import ipaddress
 import json
 import logging
@@ -66,7 +64,7 @@ import secrets
 import socket
 import ssl
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
 from types import TracebackType
 from typing import Any, Literal, TypedDict, TypeVar
@@ -76,6 +74,7 @@ import ovs.poller
 import ovs.stream
 
 from .errors import ConfigError, ConflictError, FatalError, NotFoundError, TransientError
+from .memory import gc_paused
 from .model import NbSnapshot, Port, PortUUID
 from .retry import RetryPolicy, retrying
 from .settings import NbSettings
@@ -398,22 +397,6 @@ def _split_messages(data: bytearray, remote: str) -> list[Any]:
         raise FatalError(f"{remote}: malformed JSON from the server: {exc}") from exc
 
 
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic GC while parsing and building large acyclic results.
-
-    orjson and the ``Port`` loop allocate ~2M container objects for 100k ports;
-    with the collector running, its generation scans cost more than the parse.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
 def _strerror(code: int) -> str:
     try:
         return f"{os.strerror(code)} (errno {code})"
@@ -557,7 +540,7 @@ class OvsdbNorthbound:
             {"op": "select", "table": LSP, "where": [], "columns": _LSP_LIST_COLUMNS},
         ]
         started = time.monotonic()
-        with _gc_paused():
+        with gc_paused():
             results = self._retrying("NB lsp-list", partial(self._transact, ops))
             switches, rows = results[0]["rows"], results[1]["rows"]
             switch_count = len(switches)
