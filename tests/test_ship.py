@@ -644,14 +644,15 @@ def test_event_requests_are_allowed_by_the_manifest(api: tuple[FakeApiServer, An
     assert rbac.required_permissions(server.requests) <= rbac.granted_permissions(rules)
 
 
-MANY = tuple(ActionRecord("ip", f"p{i}.ns", "gone", DONE, {"subnet": "s"}) for i in range(8))
+MANY = tuple(ActionRecord("ip", f"p{i}.ns", "gone", DONE, {"subnet": f"s{i}"}) for i in range(8))
+UIDS = {f"s{i}": f"u{i}" for i in range(8)}
 
 
 def test_a_failing_event_endpoint_never_fails_the_pass(api: tuple[FakeApiServer, Any],
                                                        caplog: pytest.LogCaptureFixture) -> None:
     server, client = api
     server.inject("POST", r"/events", 500, times=10)
-    assert events.emit_events(client, Report(False, 0, T0, 1.0, {}, MANY), subnet_uids={"s": "u"}) == 0
+    assert events.emit_events(client, Report(False, 0, T0, 1.0, {}, MANY), subnet_uids=UIDS) == 0
     posts = [r for r in server.requests if r.method == "POST"]
     assert len(posts) == events.MAX_CONSECUTIVE_FAILURES, "gives up after a few failures in a row"
     assert "giving up on events" in caplog.text
@@ -660,7 +661,7 @@ def test_a_failing_event_endpoint_never_fails_the_pass(api: tuple[FakeApiServer,
 def test_a_blip_costs_only_the_events_it_hits(api: tuple[FakeApiServer, Any]) -> None:
     server, client = api
     server.inject("POST", r"/events", 503, times=2)
-    assert events.emit_events(client, Report(False, 0, T0, 1.0, {}, MANY), subnet_uids={"s": "u"}) == 6
+    assert events.emit_events(client, Report(False, 0, T0, 1.0, {}, MANY), subnet_uids=UIDS) == 6
     assert len(server.list("events", "default")) == 6
 
 
@@ -672,15 +673,32 @@ def test_an_unreachable_api_server_never_fails_the_pass(tmp_path: Path) -> None:
         assert events.emit_events(client, events_report(), timeout=2.0) == 0
 
 
-def test_events_are_capped_per_subnet_and_reason() -> None:
-    many = tuple(ActionRecord("ip", f"p{i}.ns", "gone", DONE, {"subnet": "s"}) for i in range(30))
-    fix = status_action("s", DONE, 40, 10)
-    pending = events.plan_events(Report(False, 0, T0, 1.0, {}, (*many, fix)), max_per_subnet=25)
-    ips = [p for p in pending if p.reason == "LeakedIPReleased"]
-    assert len(ips) == 26
-    assert ips[-1].message == ("... and 5 more IP CRs released in this pass "
-                               "(30 in all; the job's report lists every one)")
-    assert [p.reason for p in pending].count("SubnetStatusCorrected") == 1
+def test_one_event_per_subnet_and_reason_names_every_object_that_fits() -> None:
+    ips = tuple(ActionRecord("ip", f"p{i}.ns", f"owner Pod ns/p{i} not found", DONE,
+                             {"subnet": "s", "addresses": f"10.16.0.{i}"}) for i in range(3))
+    elsewhere = ActionRecord("ip", "q.ns", "owner Pod ns/q not found", DONE, {"subnet": "t"})
+    port = ActionRecord("port", "old.ns", "no owner", DONE, {"switch": "s"})
+    pending = events.plan_events(Report(False, 0, T0, 1.0, {}, (*ips, elsewhere, port, status_action("s", DONE, 9, 6))))
+    assert [(p.subnet, p.reason) for p in pending] == [
+        ("s", "LeakedIPReleased"), ("t", "LeakedIPReleased"), ("s", "LeakedPortDeleted"),
+        ("s", "SubnetStatusCorrected")]
+    assert pending[0].message == ("released 3 leaked IP CRs: p0.ns (10.16.0.0): owner Pod ns/p0 not found; "
+                                  "p1.ns (10.16.0.1): owner Pod ns/p1 not found; "
+                                  "p2.ns (10.16.0.2): owner Pod ns/p2 not found")
+    assert pending[1].message == "released leaked IP CR q.ns: owner Pod ns/q not found"
+    assert pending[2].message == "deleted leaked logical switch port old.ns: no owner"
+
+
+def test_a_long_list_is_cut_at_the_message_limit_and_says_how_many_more() -> None:
+    many = tuple(ActionRecord("ip", f"pod-{i:03d}.namespace", "owner Pod gone", DONE, {"subnet": "s"})
+                 for i in range(300))
+    (event,) = events.plan_events(Report(False, 0, T0, 1.0, {}, many))
+    assert len(event.message) <= events.MESSAGE_LIMIT
+    head, _, more = event.message.rpartition("; ... and ")
+    listed = head.removeprefix("released 300 leaked IP CRs: ").split("; ")
+    assert listed == [f"pod-{i:03d}.namespace: owner Pod gone" for i in range(len(listed))]
+    assert more == f"{300 - len(listed)} more (the job's report lists every one)"
+    assert 20 < len(listed) < 300
 
 
 def test_event_messages_are_bounded() -> None:

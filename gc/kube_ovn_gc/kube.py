@@ -6,7 +6,7 @@ CRs with msgspec into only the fields the job needs, see "fast decoding"; the
 rest with orjson) and turns each item into the slim frozen objects of
 :mod:`kube_ovn_gc.model` right away, so a page is dropped before the next one is
 fetched. No typed Kubernetes models are built, and the generated API classes
-are not used (see :class:`_Api`).
+are not used (see :class:`RawApi`).
 
 Every library failure goes through :func:`translate_error`; every request
 goes through :func:`kube_ovn_gc.retry.retrying`.
@@ -25,6 +25,7 @@ import socket
 import sys
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -929,48 +930,59 @@ def _decode_page(k: _Kind, body: bytes, path: str, parse: Callable[[Any], Any] |
     return _Page(whole.get("items") or [], meta.get("continue") if isinstance(meta, dict) else None, False)
 
 
-class _Api:
-    """Raw HTTP through the one ApiClient: its host, auth (token refresh included), TLS and proxy.
+class RawApi:
+    """Raw HTTP on the one ApiClient's connection pool, host and credentials (token refresh included),
+    TLS and proxy; for this adapter, the Lease and the Events alike.
 
-    Requests are built with ``ApiClient.param_serialize`` and sent with
-    ``call_api``, as :mod:`kube_ovn_gc.lease` does; the generated API classes are
-    not used. In kubernetes 37 importing ``CoreV1Api`` alone takes ~1.7 s, and
-    every generated call runs pydantic argument validation (~1 ms), which the
-    ~5,000 requests of a 100k-pod pass (pages, second looks, deletes) would pay.
-    Each method does one request (no retries here) and returns the decoded JSON;
+    The generated API classes are not used: in kubernetes 37 importing
+    ``CoreV1Api`` alone takes ~1.7 s, and every generated call runs pydantic
+    argument validation (~1 ms), which the ~5,000 requests of a 100k-pod pass
+    (pages, second looks, deletes) would pay. Nor is ``ApiClient.call_api``: its
+    request building and streaming response cost ~0.1-0.2 ms a request on top
+    of urllib3's own, and the second looks and deletes of a large pass are
+    thousands of round trips. Each call is one request (no retries here);
     failures come out translated.
     """
 
-    def __init__(self, client: k8s.ApiClient, settings: KubeSettings) -> None:
+    def __init__(self, client: k8s.ApiClient, *, timeout: float | None, page_size: int = 500) -> None:
         self._client = client
-        self._page_size = max(1, settings.page_size)
-        self._timeout: float | None = settings.timeout if settings.timeout > 0 else None
+        self._page_size = max(1, page_size)
+        self._timeout = urllib3.Timeout(total=timeout) if timeout else None
+        self._pool = client.rest_client.pool_manager
+        self._host = client.configuration.host
+        self._headers = {**client.default_headers, "Accept": "application/json"}
 
     def request(self, method: str, path: str, *, query: list[tuple[str, Any]] | None = None,
                 body: Any = None, content_type: str = "application/json", decode: bool = True,
                 raw: bool = False) -> Any:
         """One request; non-2xx answers raise (translated); a 2xx body is returned as bytes (``raw``),
         decoded with orjson (``decode``) or dropped."""
-        headers = {"Accept": "application/json"}
+        url = self._host + path
+        if query:
+            url += "?" + urllib.parse.urlencode(query)
+        headers = {**self._headers, **self._auth()}
+        payload = None
         if body is not None:
             headers["Content-Type"] = content_type
+            payload = orjson.dumps(body)
         try:
-            params = self._client.param_serialize(
-                method=method, resource_path=path, query_params=query, header_params=headers, body=body,
-                auth_settings=["BearerToken"],
-            )
-            resp = self._client.call_api(*params, _request_timeout=self._timeout)
-            try:
-                data = resp.read()  # type: ignore[no-untyped-call]
-            finally:
-                resp.response.release_conn()
+            resp = self._pool.request(method, url, body=payload, headers=headers, timeout=self._timeout,
+                                      retries=False, redirect=False)
+            data = resp.data
             if not 200 <= resp.status <= 299:
-                raise ApiException.from_response(http_resp=resp, body=None, data=None)
+                error = ApiException(status=resp.status, reason=resp.reason, body=data.decode("utf-8", "replace"))
+                error.headers = resp.headers
+                raise error
             if raw:
                 return data
             return orjson.loads(data) if decode else None
         except (ApiException, urllib3.exceptions.HTTPError, OSError, orjson.JSONDecodeError) as exc:
             raise translate_error(exc, method, path) from exc
+
+    def _auth(self) -> dict[str, str]:
+        """The Authorization header as the client would set it (its token-refresh hook runs here)."""
+        setting = self._client.configuration.auth_settings().get("BearerToken")
+        return {"authorization": setting["value"]} if setting and setting.get("value") else {}
 
     def list_page(self, k: _Kind, cont: str | None, parse: Callable[[Any], Any] | None = None) -> _Page:
         path = k.list_path()
@@ -1011,7 +1023,8 @@ class _KubeAccess:
     """What reader and writer share: the API, the retry policy, and single-object reads."""
 
     def __init__(self, client: k8s.ApiClient, settings: KubeSettings, retry: RetryPolicy) -> None:
-        self._api = _Api(client, settings)
+        self._api = RawApi(client, timeout=settings.timeout if settings.timeout > 0 else None,
+                           page_size=settings.page_size)
         self._retry = retry
 
     def _get(self, k: _Kind, parse: Callable[[Any], T], name: str, namespace: str = "") -> T | None:

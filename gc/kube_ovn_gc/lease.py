@@ -32,13 +32,10 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Final
 
-import orjson
-import urllib3
 from kubernetes import client as k8s
-from kubernetes.client.exceptions import ApiException
 
 from .errors import ConflictError, FatalError, GCError, NotFoundError, SafetyError
-from .kube import parse_timestamp, translate_error
+from .kube import RawApi, parse_timestamp
 from .retry import RetryPolicy, retrying
 
 log = logging.getLogger(__name__)
@@ -115,7 +112,7 @@ class Lease:
         seconds = round(duration.total_seconds())
         if seconds < 1:
             raise ValueError(f"lease duration must be at least 1s, not {duration}")
-        self._client = client
+        self._api = RawApi(client, timeout=timeout)
         self.namespace = namespace
         self.name = name
         self.identity = identity or default_identity()
@@ -352,24 +349,7 @@ class Lease:
         return retrying(self._retry, f"PUT {path}", lambda: self._request("PUT", path, body))
 
     def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-        """One HTTP request through the ApiClient (auth, TLS, host), the body sent as given."""
-        headers = {"Accept": "application/json"}
-        if body is not None:
-            headers["Content-Type"] = "application/json"
-        try:
-            params = self._client.param_serialize(
-                method=method, resource_path=path, header_params=headers, body=body, auth_settings=["BearerToken"]
-            )
-            resp = self._client.call_api(*params, _request_timeout=self._timeout)
-            try:
-                data = resp.read()  # type: ignore[no-untyped-call]
-            finally:
-                resp.response.release_conn()
-            if not 200 <= resp.status <= 299:
-                raise ApiException.from_response(http_resp=resp, body=None, data=None)
-            obj = orjson.loads(data)
-        except (ApiException, urllib3.exceptions.HTTPError, OSError, orjson.JSONDecodeError) as exc:
-            raise translate_error(exc, method, path) from exc
+        obj = self._api.request(method, path, body=body)
         if not isinstance(obj, dict) or not isinstance(obj.get("metadata"), dict):
             raise FatalError(f"{method} {path}: the answer is not a Lease")
         return obj
