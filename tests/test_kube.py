@@ -783,6 +783,61 @@ def test_expired_continue_restarts_the_list_once(tmp_path: Path) -> None:
         assert [r.status for r in c.list_requests("ips")] == [200, 410, 200, 410]
 
 
+def test_the_next_page_is_asked_for_while_this_one_is_decoded(cluster: Cluster) -> None:
+    for name in ("node1", "node2", "node3"):
+        cluster.server.create("nodes", {"metadata": {"name": name}})
+    asked_while_decoding = []
+
+    def parse_slowly(raw: Any) -> Any:
+        if raw["metadata"]["name"] == "node1":  # the first page is being decoded: is page two on its way?
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and len(cluster.list_requests("nodes")) < 2:
+                time.sleep(0.01)
+            asked_while_decoding.append(len(cluster.list_requests("nodes")) == 2)
+        return kube.parse_node(raw)
+
+    nodes, _ = cluster.reader._list(kube.NODES, parse_slowly)
+    assert [n.name for n in nodes] == ["node1", "node2", "node3"]
+    assert asked_while_decoding == [True]
+    first, second = cluster.list_requests("nodes")
+    assert not first.query.get("continue") and second.query.get("continue")
+
+
+class DecoyServer(FakeApiServer):
+    """Writes a decoy ``"continue"`` into the head of every list answer, before the real metadata."""
+
+    def handle(self, method: str, target: str, headers: dict[str, str], raw: bytes) -> tuple[int, Any, dict[str, str]]:
+        status, payload, extra = super().handle(method, target, headers, raw)
+        if isinstance(payload, dict) and "items" in payload:
+            payload = {"decoy": {"continue": "bm90LWEtdG9rZW4"}, **payload}
+        return status, payload, extra
+
+
+def test_a_wrong_peek_is_dropped_and_the_page_token_is_followed(tmp_path: Path) -> None:
+    server = DecoyServer()
+    with server, connect(server, tmp_path) as c:
+        seed_cluster(server)
+        assert sorted(ip.name for ip in c.reader.read_ips()) == [f"pod{i}.default" for i in range(5)]
+        tokens = [r.query.get("continue") for r in c.list_requests("ips")]
+        assert tokens.count("bm90LWEtdG9rZW4") == 3  # one decoy guess per page, each answered 400 and dropped
+        assert len([t for t in tokens if t and t != "bm90LWEtdG9rZW4"]) == 2  # the real pages two and three
+
+
+@pytest.mark.parametrize(("body", "token"), [
+    (b'{"kind":"PodList","apiVersion":"v1","metadata":{"resourceVersion":"5","continue":"eyJ2Ijo-_"},"items":[]}',
+     "eyJ2Ijo-_"),
+    (b'{"kind": "PodList", "metadata": {"continue": "abc=", "remainingItemCount": 3}, "items": []}', "abc="),
+    (b'{"kind":"PodList","metadata":{"resourceVersion":"5"},"items":[]}', None),  # the last page
+    (b'{"items":[],"metadata":{"continue":"abc"}}', None),  # metadata after items: not guessed at
+    (b'{"metadata":{"continue":"a\\u002fb"},"items":[]}', None),  # escaped: not guessed at
+    (b'{"metadata":{"resourceVersion":"5"},"items":[{"metadata":{"continue":"inside"}}]}', None),
+    (b'{"metadata":{"continue":"abc"}}', None),  # no items at all: not a list page, no guess
+    (b"", None),
+])
+def test_peek_continue(body: bytes, token: str | None) -> None:
+    assert kube.peek_continue(body) == token
+
+
 # --- writes and second looks ---------------------------------------------------------
 
 

@@ -421,7 +421,7 @@ def test_the_wheel_builds_from_the_docker_context(tmp_path: Path) -> None:
         assert f"kube_ovn_gc/{module}.py" in names
     assert "kube_ovn_gc/py.typed" in names
     (entry_points,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
-    assert "kube-ovn-gc = kube_ovn_gc.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "kube-ovn-gc = kube_ovn_gc.cli:console" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
 
 # --- metrics on a real Pushgateway -----------------------------------------------------------------

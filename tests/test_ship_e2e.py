@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import subprocess
+import sys
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -147,3 +149,49 @@ def test_json_logs_one_object_per_line_with_action_fields(demo: Cluster, kube_ap
     dry, _ = gc(kubeconfig, nb_server, "check", "--log-format", "json")
     banner = [json.loads(line) for line in dry.stderr.splitlines() if "DRY RUN" in line]
     assert banner and banner[0]["level"] == "WARNING"
+
+
+# --- the process entry (console script and python -m): exit codes and output survive the fast exit -------
+
+
+def entry(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "kube_ovn_gc", *args], capture_output=True, text=True,
+                          timeout=120, env=env, check=False)
+
+
+def test_the_entry_exits_with_the_pass_code_after_writing_all_of_its_output(
+        demo: Cluster, kube_api: FakeApiServer, nb_server: OvsdbServer, kubeconfig: Path) -> None:
+    done = entry("check", "--kubeconfig", str(kubeconfig), "--ovn-nb", nb_server.unix_remote, "--output", "json",
+                 "--log-format", "json", "--retry-attempts", "1")
+    assert done.returncode == 1, done.stderr  # check found leaks
+    report = json.loads(done.stdout)  # the whole report, flushed before the exit
+    assert report["exit_code"] == 1 and report["dry_run"] is True
+    assert {a["name"] for a in report["actions"] if a["kind"] == "ip" and a["outcome"] == "planned"} >= {
+        "vm-deleted.default"}
+    last = json.loads(done.stderr.strip().splitlines()[-1])  # the logs too, to the summary line
+    assert last["message"].startswith("DRY RUN: would remove 3 IP CRs") and last["message"].endswith("→ exit 1")
+
+    done = entry("run", "--kubeconfig", str(kubeconfig), "--ovn-nb", nb_server.unix_remote, "--output", "json",
+                 "--retry-attempts", "1")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["exit_code"] == 0
+    left = kube_api.get("ips", "vm-deleted.default")  # deleted: gone, or terminating behind its finalizer
+    assert left is None or left["metadata"].get("deletionTimestamp")
+
+
+def test_the_entry_keeps_click_exit_codes_for_usage_errors_help_and_version() -> None:
+    usage = entry("run", "--no-such-option")
+    assert usage.returncode == 2 and "No such option" in usage.stderr
+    helped = entry("run", "--help")
+    assert helped.returncode == 0 and "--dry-run" in helped.stdout
+    version = subprocess.run([str(Path(sys.executable).with_name("kube-ovn-gc")), "--version"], capture_output=True,
+                             text=True, timeout=60, check=False)
+    assert version.returncode == 0 and version.stdout.startswith("kube-ovn-gc, version ")
+
+
+def test_the_entry_reports_a_configuration_error_with_exit_2(tmp_path: Path) -> None:
+    broken = tmp_path / "kubeconfig"
+    broken.write_text("not: [a kubeconfig", encoding="utf-8")
+    done = entry("check", "--kubeconfig", str(broken), "--ovn-nb", "unix:/nonexistent.sock", "--output", "json")
+    assert done.returncode == 2
+    assert "configuration" in json.loads(done.stdout)["error"]

@@ -14,6 +14,7 @@ goes through :func:`kube_ovn_gc.retry.retrying`.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime as dt
 import email.utils
@@ -21,12 +22,14 @@ import functools
 import ipaddress
 import logging
 import os
+import re
 import socket
 import sys
 import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Collection, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Final, TypeVar
@@ -984,12 +987,13 @@ class RawApi:
         setting = self._client.configuration.auth_settings().get("BearerToken")
         return {"authorization": setting["value"]} if setting and setting.get("value") else {}
 
-    def list_page(self, k: _Kind, cont: str | None, parse: Callable[[Any], Any] | None = None) -> _Page:
-        path = k.list_path()
+    def list_body(self, k: _Kind, cont: str | None) -> bytes:
+        """One page of a list, undecoded."""
         query: list[tuple[str, Any]] = [("limit", self._page_size)]
         if cont:
             query.append(("continue", cont))
-        return _decode_page(k, self.request("GET", path, query=query, raw=True), path, parse)
+        body: bytes = self.request("GET", k.list_path(), query=query, raw=True)
+        return body
 
     def get(self, k: _Kind, name: str, namespace: str = "") -> Raw:
         path = k.item_path(name, namespace)
@@ -1160,32 +1164,73 @@ class KubeReader(_KubeAccess):
     def _list_once(
         self, k: _Kind, parse: Callable[[Any], T], tolerate: bool
     ) -> tuple[tuple[T, ...], tuple[tuple[str, str, str], ...]]:
+        """Page by page, each page dropped before the next is decoded; the next page is asked for while
+        this one is decoded (see :func:`peek_continue`)."""
         items: list[T] = []
         bad: list[tuple[str, str, str]] = []
-        cont: str | None = None
-        pages = 0
-        while True:
-            page = retrying(self._retry, f"GET {k.list_path()}", partial(self._api.list_page, k, cont, parse))
-            pages += 1
-            if page.parsed:
-                items.extend(page.items)
-            else:
-                for raw in page.items:
-                    try:
-                        items.append(parse(raw))
-                    except ParseError as exc:
-                        if not tolerate:
-                            raise FatalError(f"cannot parse {k.kind} {object_name(raw)!r}: {exc}") from exc
-                        bad.append((k.kind, object_name(raw), str(exc)))
-            token = page.token
-            del page  # the raw dicts go before the next page comes
-            if not token:
-                break
-            if not isinstance(token, str):
-                raise FatalError(f"GET {k.list_path()}: metadata.continue is not a string")
-            cont = token
-        log.debug("listed %d %s in %d page(s)", len(items), k.plural, pages)
+        path = k.list_path()
+
+        def fetch(cont: str | None) -> bytes:
+            return retrying(self._retry, f"GET {path}", partial(self._api.list_body, k, cont))
+
+        pages, started = 0, time.monotonic()
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gc-next-page") as ahead:
+            body = fetch(None)
+            while True:
+                pages += 1
+                guess = peek_continue(body)
+                upcoming = ahead.submit(fetch, guess) if guess else None
+                page = _decode_page(k, body, path, parse)
+                del body
+                if page.parsed:
+                    items.extend(page.items)
+                else:
+                    for raw in page.items:
+                        try:
+                            items.append(parse(raw))
+                        except ParseError as exc:
+                            if not tolerate:
+                                raise FatalError(f"cannot parse {k.kind} {object_name(raw)!r}: {exc}") from exc
+                            bad.append((k.kind, object_name(raw), str(exc)))
+                token = page.token
+                del page  # the raw dicts go before the next page is decoded
+                if token is not None and not isinstance(token, str):
+                    raise FatalError(f"GET {path}: metadata.continue is not a string")
+                if upcoming is not None and token == guess:
+                    body = upcoming.result()
+                    continue
+                if upcoming is not None:  # a wrong guess (never from kube-apiserver): wait it out, drop it
+                    log.debug("GET %s: the peeked continue token was not the page's; fetching again", path)
+                    with contextlib.suppress(GCError):
+                        upcoming.result()
+                if not token:
+                    break
+                body = fetch(token)
+        log.info("listed %d %s in %d page(s) in %.2fs", len(items), k.plural, pages, time.monotonic() - started)
         return tuple(items), tuple(bad)
+
+
+_CONTINUE_IN_HEAD: Final = re.compile(rb'"continue"\s*:\s*"([A-Za-z0-9+/=_.-]+)"')
+_HEAD: Final = 4096
+
+
+def peek_continue(body: bytes) -> str | None:
+    """The continue token of a list answer, read from its head without decoding it; None if not there.
+
+    kube-apiserver writes a list's ``metadata`` (with ``continue``) before its
+    ``items``, so the token can be had at once and the next page asked for while
+    this one is decoded: the server encodes page n+1 while we decode page n, on
+    another core, and a large list costs about the larger of the two rather than
+    their sum. Only the part before ``"items"`` is searched; a token that needs
+    JSON unescaping is not guessed at. The decoded page's own token stays the
+    authority: a guess that differs from it is dropped.
+    """
+    head = body[:_HEAD]
+    items = head.find(b'"items"')
+    if items < 0:
+        return None
+    found = _CONTINUE_IN_HEAD.search(head, 0, items)
+    return found.group(1).decode("ascii") if found else None
 
 
 # --- writing and second looks -----------------------------------------------
