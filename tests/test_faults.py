@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -158,6 +159,27 @@ def test_409_on_the_status_patch_rereads_and_recomputes(demo: Cluster, kube_api:
     assert patches == [409, 200]
     assert kube_api.get("subnets", "ovn-default")["status"]["v4usingIPs"] == 5  # type: ignore[index]
     assert outcomes(report, "subnet-status")["ovn-default"] == "done"
+
+
+def test_conflicts_on_several_subnets_written_at_once_each_reread_and_recomputed(
+        demo: Cluster, kube_api: FakeApiServer, nb_server: OvsdbServer, kubeconfig: Path) -> None:
+    def controller_bumps(name: str) -> Callable[[FakeApiServer], None]:
+        def bump(server: FakeApiServer) -> None:
+            subnet = server.get("subnets", name)
+            assert subnet is not None
+            subnet["status"]["v4availableIPs"] = 1  # the controller's own (stale) view, written meanwhile
+            server.put("subnets", subnet)
+        return bump
+
+    for name in ("ovn-default", "join"):
+        kube_api.before("PATCH", rf"^/apis/kubeovn\.io/v1/subnets/{name}/status$", controller_bumps(name))
+    result, report = gc(kubeconfig, nb_server, "run", "--workers", "4")
+    assert result.exit_code == 0
+    for name in ("ovn-default", "join"):
+        assert [r.status for r in kube_api.requests if r.verb == "patch" and r.name == name] == [409, 200]
+        assert kube_api.get("subnets", name)["status"]["v4availableIPs"] != 1  # type: ignore[index]
+    assert outcomes(report, "subnet-status") == {"ovn-default": "done", "join": "done"}
+    assert kube_api.get("subnets", "ovn-default")["status"]["v4usingIPs"] == 5  # type: ignore[index]
 
 
 def test_lease_held_by_another_runner_exits_4_and_changes_nothing(

@@ -279,15 +279,22 @@ def _status_record(action: planner.StatusAction, outcome: str, reason: str | Non
 
 
 def apply_statuses(status_plan: planner.StatusPlan, released: Collection[str], writer: KubeWrites,
-                   refresh: Refresh, dry_run: bool) -> list[ActionRecord]:
-    """Write recomputed Subnet statuses, guarded by resourceVersion; on 409 re-read and recompute."""
+                   refresh: Refresh, dry_run: bool, workers: int = 1) -> list[ActionRecord]:
+    """Write recomputed Subnet statuses, guarded by resourceVersion; on 409 re-read and recompute.
+
+    Subnets are independent: up to ``workers`` are written at once; the records keep the plan's order.
+    """
     records = [ActionRecord(s.kind, s.name, s.reason, SKIPPED) for s in status_plan.skipped]
-    for action in status_plan.actions:
-        if dry_run:
-            records.append(_status_record(action, PLANNED))
-            continue
-        records.append(_write_status(action, released, writer, refresh))
-    return records
+    if dry_run:
+        return records + [_status_record(action, PLANNED) for action in status_plan.actions]
+
+    def write(action: planner.StatusAction) -> ActionRecord:
+        return _write_status(action, released, writer, refresh)
+
+    if workers <= 1 or len(status_plan.actions) <= 1:
+        return records + [write(action) for action in status_plan.actions]
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gc-status") as pool:
+        return records + list(pool.map(write, status_plan.actions))
 
 
 def _write_status(action: planner.StatusAction, released: Collection[str], writer: KubeWrites,

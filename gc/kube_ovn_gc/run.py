@@ -156,7 +156,8 @@ def _run_pass(settings: Settings, backends: Backends | None) -> Report:
             status_plan = planner.plan_statuses(kube_snapshot, released)
             subnets = status_plan.summaries
             actions += apply.apply_statuses(status_plan, released, backends.writer,
-                                            _refresher(backends.reader, kube_snapshot), settings.dry_run)
+                                            _refresher(backends.reader, kube_snapshot), settings.dry_run,
+                                            workers=settings.workers)
     except ConfigError as exc:
         log.error("configuration error: %s", exc)
         return finish(ExitCode.USAGE, [], f"configuration: {exc}")
