@@ -120,7 +120,6 @@ class Lease:
         self._seconds = seconds
         self._retry = retry or RetryPolicy()
         self._clock = clock
-        self._timeout = timeout
         self._lock = threading.RLock()  # one write at a time: the renewer vs acquire / release
         self._obj: dict[str, Any] | None = None  # the Lease as we last wrote it, while we hold it
         self._renewed: dt.datetime | None = None  # renewTime of our last successful write
