@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,8 @@ from click.testing import CliRunner, Result
 
 from fakeapi import FakeApiServer
 from kube_ovn_gc.cli import main
+from kube_ovn_gc.model import NbSnapshot
+from kube_ovn_gc.ovn import OvsdbNorthbound
 from ovsdb import OvsdbServer
 from scenario import Cluster, kube_ovn_controller, seed_demo
 
@@ -150,6 +154,32 @@ def test_unreachable_nb_exits_3_and_changes_nothing(demo: Cluster, kube_api: Fak
     assert result.exit_code == 3
     assert report["exit_code"] == 3 and report["actions"] == [] and report["error"]
     assert world(kube_api, nb_server) == before
+
+
+def test_nb_is_read_whole_before_any_owner_while_the_lease_is_taken_meanwhile(
+        demo: Cluster, kube_api: FakeApiServer, nb_server: OvsdbServer, kubeconfig: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ports need no --min-age because NB is read before their owners: the NB snapshot must be complete
+    before the first Kubernetes list. The start-up (imports, kubeconfig, Lease) overlaps the NB read."""
+    marks: dict[str, float] = {}
+    real_lsp_list = OvsdbNorthbound.lsp_list
+
+    def slow_lsp_list(self: OvsdbNorthbound) -> NbSnapshot:
+        marks["nb asked"] = time.monotonic()
+        time.sleep(0.5)  # a large NB: ovsdb-server takes its time to answer
+        snapshot = real_lsp_list(self)
+        marks["nb read"] = time.monotonic()
+        return snapshot
+
+    def first(name: str) -> Callable[[FakeApiServer], None]:
+        return lambda _server: marks.setdefault(name, time.monotonic())  # type: ignore[func-returns-value]
+
+    monkeypatch.setattr(OvsdbNorthbound, "lsp_list", slow_lsp_list)
+    kube_api.before("GET", r"^/apis/kubeovn\.io/v1/subnets$", first("first list"), times=None)
+    kube_api.before("POST", r"/leases$", first("lease taken"), times=None)
+    result, report = gc(kubeconfig, nb_server, "run")
+    assert result.exit_code == 0, report
+    assert marks["nb asked"] < marks["lease taken"] < marks["nb read"] < marks["first list"]
 
 
 def test_unreachable_api_exits_3_and_changes_nothing(demo: Cluster, kube_api: FakeApiServer,

@@ -192,6 +192,7 @@ def test_the_entry_keeps_click_exit_codes_for_usage_errors_help_and_version() ->
 def test_the_entry_reports_a_configuration_error_with_exit_2(tmp_path: Path) -> None:
     broken = tmp_path / "kubeconfig"
     broken.write_text("not: [a kubeconfig", encoding="utf-8")
-    done = entry("check", "--kubeconfig", str(broken), "--ovn-nb", "unix:/nonexistent.sock", "--output", "json")
+    done = entry("check", "--kubeconfig", str(broken), "--ovn-nb", "unix:/nonexistent.sock", "--output", "json",
+                 "--retry-attempts", "1")
     assert done.returncode == 2
     assert "configuration" in json.loads(done.stdout)["error"]

@@ -9,7 +9,8 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from . import apply, safety
 from . import plan as planner
 from .errors import ConfigError, GCError, SafetyError
 from .interfaces import KubeReads, KubeWrites, Northbound
-from .model import KubeSnapshot, Snapshot
+from .model import KubeSnapshot, NbSnapshot, Snapshot
 from .report import DONE, FAILED, PLANNED, SKIPPED, ActionRecord, ExitCode, Report
 from .settings import Settings
 
@@ -38,17 +39,25 @@ class Backends:
     events: Callable[[Report, Mapping[str, str]], int] | None = None  # Kubernetes Events on the Subnets
 
 
-def build_backends(settings: Settings) -> Backends:
-    from . import events, kube, lease, ovn
-
-    api = kube.api_client(settings.kube)
-    reader = kube.KubeReader(api, settings.kube, settings.retry)
-    writer = kube.KubeWriter(api, settings.kube, settings.retry)
+def nb_backend(settings: Settings) -> Callable[[], AbstractContextManager[Northbound]]:
+    """The NB half of the back ends: light to import, so the NB read can start before the rest is built."""
+    from . import ovn
 
     @contextmanager
     def nb() -> Iterator[Northbound]:
         with ovn.OvsdbNorthbound(settings.nb, settings.retry) as client:
             yield client
+
+    return nb
+
+
+def build_backends(settings: Settings,
+                   nb: Callable[[], AbstractContextManager[Northbound]] | None = None) -> Backends:
+    from . import events, kube, lease
+
+    api = kube.api_client(settings.kube)
+    reader = kube.KubeReader(api, settings.kube, settings.retry)
+    writer = kube.KubeWriter(api, settings.kube, settings.retry)
 
     @contextmanager
     def one_runner() -> Iterator[Guard]:
@@ -59,8 +68,8 @@ def build_backends(settings: Settings) -> Backends:
     def announce(report: Report, subnet_uids: Mapping[str, str]) -> int:
         return events.emit_events(api, report, subnet_uids=subnet_uids)
 
-    return Backends(nb=nb, reader=reader, writer=writer, lease=one_runner if settings.use_lease else None,
-                    events=announce if settings.events else None)
+    return Backends(nb=nb or nb_backend(settings), reader=reader, writer=writer,
+                    lease=one_runner if settings.use_lease else None, events=announce if settings.events else None)
 
 
 def _refresher(reader: KubeReads, kube: KubeSnapshot) -> apply.Refresh:
@@ -121,10 +130,22 @@ def _run_pass(settings: Settings, backends: Backends | None) -> Report:
     stopped = False
     try:
         check_record_dir(settings)
-        backends = backends or build_backends(settings)
-        one_runner = backends.lease if backends.lease is not None and not settings.dry_run else None
-        with (one_runner() if one_runner else nullcontext(_no_guard)) as guard, backends.nb() as nb:
-            nb_snapshot = nb.lsp_list()
+        nb_open = backends.nb if backends is not None else nb_backend(settings)
+        with ExitStack() as nb_held, ExitStack() as lease_held:
+            # NB is read first, all of it before any Kubernetes object: every port in the snapshot
+            # existed before its owner was looked for, which is why ports need no --min-age. While
+            # ovsdb-server answers, this thread builds the rest and takes the Lease (reading before
+            # holding it is harmless: nothing changes without it, and every change is guarded).
+            def read_nb() -> tuple[Northbound, NbSnapshot]:
+                client = nb_held.enter_context(nb_open())
+                return client, client.lsp_list()
+
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gc-nb-read") as early:
+                nb_read = early.submit(read_nb)
+                backends = backends or build_backends(settings, nb_open)
+                one_runner = backends.lease if backends.lease is not None and not settings.dry_run else None
+                guard = lease_held.enter_context(one_runner() if one_runner else nullcontext(_no_guard))
+                nb, nb_snapshot = nb_read.result()
             kube_snapshot = backends.reader.read()
             # The snapshot lives for the whole pass: out of the cyclic collector's sight, its
             # millions of objects cost no more scans while we plan and act.
