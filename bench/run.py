@@ -14,7 +14,7 @@ Then ``lsp_del`` of 1,000 of the ports through the job's own NB adapter. Medians
 printed as a table (``--readme`` also writes it into README.md) and the raw numbers
 go to ``bench/results/``.
 
-    python -m bench --sizes 10000,100000 [--repeat 3] [--readme]
+    python -m bench --sizes 10000,100000 [--repeat 5] [--readme]
 """
 
 from __future__ import annotations
@@ -341,8 +341,8 @@ def _fmt_phases(ph: dict[str, Any]) -> str:
 
 
 _STEPS = (  # (label, from mark, to mark): the job's time, step by step, from its log
-    ("start-up (imports, kubeconfig, lease)", "", "start"),
-    ("NB read (one select)", "start", "nb_read"),
+    ("start-up, until NB is connected", "", "start"),
+    ("NB read (one select; imports, kubeconfig, Lease meanwhile)", "start", "nb_read"),
     ("Kubernetes read (paged lists)", "nb_read", "kube_read"),
     ("plan, rails, first second look", "kube_read", "ips_first"),
     ("IP CRs: second looks + deletes", "ips_first", "ips_last"),
@@ -422,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="10000,100000", help="comma-separated cluster sizes (addresses)")
-    parser.add_argument("--repeat", type=int, default=3, help="passes per size (medians are reported)")
+    parser.add_argument("--repeat", type=int, default=5, help="passes per size (medians are reported)")
     parser.add_argument("--leak", type=float, default=0.01, help="share of the addresses leaked")
     parser.add_argument("--readme", action="store_true", help="write the table into README.md")
     parser.add_argument("--keep", action="store_true", help="keep the work directories (logs, db files)")
