@@ -5,15 +5,21 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
 
+import builders
 from fakeapi import FakeApiServer
 from kube_ovn_gc.cli import main
+from kube_ovn_gc.model import IpCR, KubeSnapshot, Subnet
+from kube_ovn_gc.run import refresher
 from ovsdb import OvsdbServer
 from scenario import Cluster, kube_ovn_controller, seed_demo
 
@@ -311,3 +317,44 @@ def test_ip_cr_changed_between_read_and_delete_is_left_alone(demo: Cluster, kube
     # The next pass sees a reserved IP CR: never a candidate.
     _, report = gc(kubeconfig, nb_server, "check")
     assert "job-7f9c.default" not in outcomes(report, "ip")
+
+
+# --- re-reads after status conflicts, when several subnets are written at once -----------------------
+
+
+class ListingReader:
+    """A KubeReads whose IP lists take a while and note how many run at once."""
+
+    def __init__(self) -> None:
+        self.lists = 0
+        self.running = 0
+        self.most_at_once = 0
+        self.lock = threading.Lock()
+
+    def get_subnet(self, name: str) -> Subnet | None:
+        return None if name == "gone" else builders.subnet(name)
+
+    def read_ips(self) -> tuple[IpCR, ...]:
+        with self.lock:
+            self.lists += 1
+            self.running += 1
+            self.most_at_once = max(self.most_at_once, self.running)
+            n = self.lists
+        time.sleep(0.05)  # a list of 100k IP CRs takes seconds
+        with self.lock:
+            self.running -= 1
+        return (builders.ip(f"p{n}.default"),)
+
+    def read(self) -> KubeSnapshot:
+        raise AssertionError("not used")
+
+
+def test_conflicts_on_many_subnets_at_once_list_the_ips_one_at_a_time() -> None:
+    reader = ListingReader()
+    refresh = refresher(reader, KubeSnapshot())
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        fresh = list(pool.map(refresh, ["a", "b", "c", "d", "gone"]))
+    assert fresh[-1] is None  # deleted meanwhile: no list for it
+    assert reader.lists == 4 and reader.most_at_once == 1
+    assert [s.subnets[0].meta.name for s in fresh if s is not None] == ["a", "b", "c", "d"]
+    assert all(s is not None and len(s.ips) == 1 for s in fresh[:4])

@@ -7,6 +7,7 @@ import datetime as dt
 import gc
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -72,12 +73,22 @@ def build_backends(settings: Settings,
                     lease=one_runner if settings.use_lease else None, events=announce if settings.events else None)
 
 
-def _refresher(reader: KubeReads, kube: KubeSnapshot) -> apply.Refresh:
+def refresher(reader: KubeReads, kube: KubeSnapshot) -> apply.Refresh:
+    """Re-read one Subnet, then the IP CRs, after its status patch met a conflict.
+
+    The IPs are listed after the Subnet is read, so any later IP change bumps the Subnet's
+    resourceVersion and the next patch conflicts again. Statuses are written by several workers;
+    their IP lists take turns, so conflicts on many subnets at once never hold many lists at once.
+    """
+    one_list_at_a_time = threading.Lock()
+
     def refresh(subnet_name: str) -> KubeSnapshot | None:
         subnet = reader.get_subnet(subnet_name)
         if subnet is None:
             return None
-        return dataclasses.replace(kube, subnets=(subnet,), ips=reader.read_ips())
+        with one_list_at_a_time:
+            ips = reader.read_ips()
+        return dataclasses.replace(kube, subnets=(subnet,), ips=ips)
 
     return refresh
 
@@ -177,7 +188,7 @@ def _run_pass(settings: Settings, backends: Backends | None) -> Report:
             status_plan = planner.plan_statuses(kube_snapshot, released)
             subnets = status_plan.summaries
             actions += apply.apply_statuses(status_plan, released, backends.writer,
-                                            _refresher(backends.reader, kube_snapshot), settings.dry_run,
+                                            refresher(backends.reader, kube_snapshot), settings.dry_run,
                                             workers=settings.workers)
     except ConfigError as exc:
         log.error("configuration error: %s", exc)
