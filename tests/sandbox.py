@@ -10,6 +10,8 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from fakeapi import FakeApiServer
@@ -25,28 +27,35 @@ def gc(args: list[str], env: dict[str, str]) -> int:
     return code
 
 
-def main() -> int:
+@contextmanager
+def servers(seed: Callable[[FakeApiServer, OvsdbServer], object]) -> Iterator[tuple[FakeApiServer, OvsdbServer,
+                                                                                     dict[str, str]]]:
+    """A real ovsdb-server and the fake API server, seeded; and the environment that points the job at them."""
     with tempfile.TemporaryDirectory(prefix="kogc-") as tmp, FakeApiServer() as api:
         nb = OvsdbServer(Path(tmp))
         nb.start()
         try:
-            seed_demo(api, nb)
+            seed(api, nb)
             env = dict(os.environ, KUBECONFIG=str(api.write_kubeconfig(Path(tmp) / "kubeconfig")),
                        OVN_NB_DB=nb.unix_remote, KUBE_OVN_GC_LOG_LEVEL="WARNING")
-            print("Sandbox: ovsdb-server at", nb.unix_remote, "and a fake Kubernetes API at", api.url)
-            print("Seeded: live pods web-1/web-2, a running and a stopped VM, StatefulSet db (1 replica),")
-            print("and leaks: VM vm-deleted (stopped, then deleted), pod job-7f9c, db-1 (scaled down),")
-            print("an LSP old-pod.default without IP CR, and a stale ovn-default status (v4usingIPs 9).")
-            codes = [gc(["check"], env), gc(["run"], env)]
-            print("\n(kube-ovn-controller now handles the terminating IP CRs: drops their LSPs and finalizers)")
-            kube_ovn_controller(api, nb)
-            codes.append(gc(["run"], env))
-            print("\nSubnet ovn-default status now:", api.get("subnets", "ovn-default")["status"])  # type: ignore[index]
+            yield api, nb, env
         finally:
             nb.cleanup()
+
+
+def main() -> int:
+    with servers(seed_demo) as (api, nb, env):
+        print("Sandbox: ovsdb-server at", nb.unix_remote, "and a fake Kubernetes API at", api.url)
+        print("Seeded: live pods web-1/web-2, a running and a stopped VM, StatefulSet db (1 replica),")
+        print("and leaks: VM vm-deleted (stopped, then deleted), pod job-7f9c, db-1 (scaled down),")
+        print("an LSP old-pod.default without IP CR, and a stale ovn-default status (v4usingIPs 9).")
+        codes = [gc(["check"], env), gc(["run"], env)]
+        print("\n(kube-ovn-controller now handles the terminating IP CRs: drops their LSPs and finalizers)")
+        kube_ovn_controller(api, nb)
+        codes.append(gc(["run"], env))
+        print("\nSubnet ovn-default status now:", api.get("subnets", "ovn-default")["status"])  # type: ignore[index]
     # check finds leaks (1), run removes them (0), the second run has nothing to do (0).
     return 0 if codes == [1, 0, 0] else 1
-
 
 
 def doctor_demo() -> int:
@@ -56,19 +65,11 @@ def doctor_demo() -> int:
     """
     from scenario import seed_doctor
 
-    with tempfile.TemporaryDirectory(prefix="kogc-") as tmp, FakeApiServer() as api:
-        nb = OvsdbServer(Path(tmp))
-        nb.start()
-        try:
-            seed_doctor(api, nb)
-            env = dict(os.environ, KUBECONFIG=str(api.write_kubeconfig(Path(tmp) / "kubeconfig")),
-                       OVN_NB_DB=nb.unix_remote, KUBE_OVN_GC_LOG_LEVEL="WARNING")
-            print("Seeded: the sandbox cluster (leaks, a stale status), plus pod web-3 and node node2 without their")
-            print("port, a port of web-4 with an older address than its IP CR, api-1 handed web-1's address, an IP CR")
-            print("terminating for 3h, and Subnet legacy deleted 2h ago but still used by pod legacy-app.")
-            code = gc(["doctor"], env)
-        finally:
-            nb.cleanup()
+    with servers(seed_doctor) as (_api, _nb, env):
+        print("Seeded: the sandbox cluster (leaks, a stale status), plus pod web-3 and node node2 without their")
+        print("port, a port of web-4 with an older address than its IP CR, api-1 handed web-1's address, an IP CR")
+        print("terminating for 3h, and Subnet legacy deleted 2h ago but still used by pod legacy-app.")
+        code = gc(["doctor"], env)
     return 0 if code == 1 else 1
 
 

@@ -53,8 +53,13 @@ def _pod(name: str, **over: Any) -> dict[str, Any]:
         "spec": {"nodeName": "node1", "restartPolicy": "Always", "containers": [{"name": "c", "image": "i"}]},
         "status": {"phase": "Running", "podIP": "10.16.0.5", "conditions": [{"type": "Ready", "status": "True"}]},
     }
+    return _override(pod, over)
+
+
+def _override(obj: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """Set (or, with ``_DROP``, remove) fields given as ``metadata__labels__x=value``."""
     for path, value in over.items():
-        target = pod
+        target = obj
         *parents, last = path.split("__")
         for p in parents:
             target = target[p]
@@ -62,7 +67,7 @@ def _pod(name: str, **over: Any) -> dict[str, Any]:
             target.pop(last, None)
         else:
             target[last] = value
-    return pod
+    return obj
 
 
 def _ip(name: str, **over: Any) -> dict[str, Any]:
@@ -76,16 +81,7 @@ def _ip(name: str, **over: Any) -> dict[str, Any]:
                  "v4IpAddress": "10.16.0.5", "v6IpAddress": "fd00::5", "macAddress": "0a:58:0a:10:00:05",
                  "containerID": "abc", "podType": ""},
     }
-    for path, value in over.items():
-        target = ip
-        *parents, last = path.split("__")
-        for p in parents:
-            target = target[p]
-        if value is _DROP:
-            target.pop(last, None)
-        else:
-            target[last] = value
-    return ip
+    return _override(ip, over)
 
 
 _DROP = object()
