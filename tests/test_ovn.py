@@ -646,6 +646,9 @@ def test_a_server_echo_before_the_reply_is_answered_and_skipped(
     with connect(f"unix:{peer.path}") as nb:
         (port,) = nb.lsp_list().ports
     assert (port.name, port.switch, port.external_ids) == ("a.b{}", "sw", (("pod", "b/a{"),))
+    deadline = time.monotonic() + 5  # the peer's thread reads the answer on its own time
+    while {"id": "echo", "result": [], "error": None} not in peer.received and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert {"id": "echo", "result": [], "error": None} in peer.received
 
 
