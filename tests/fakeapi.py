@@ -471,6 +471,17 @@ class _Snapshot:
     filtered: bool
 
 
+INT64_MAX = (1 << 63) - 1
+
+
+def _int64_or_float(text: str) -> int | float:
+    """A JSON integer as kube-apiserver decodes it into an object it stores (k8s.io/apimachinery
+    pkg/util/json.Unmarshal -> sigs.k8s.io/json UnmarshalCaseSensitivePreserveInts): an ``int64``
+    when it fits, else a ``float64`` ("falling back to float64 on any parse or overflow error")."""
+    value = int(text)
+    return value if -INT64_MAX - 1 <= value <= INT64_MAX else float(value)
+
+
 def _encode(payload: Any) -> bytes:
     try:
         return orjson.dumps(payload)
@@ -728,12 +739,13 @@ class FakeApiServer:
         ctype = headers.get("content-type", "")
         t = _parse_target(method, path, query)
         body: Any = None
+        sent: Any = None
         if raw:
             try:
-                body = json.loads(raw)
+                sent = json.loads(raw)  # exactly what the client sent
+                body = json.loads(raw, parse_int=_int64_or_float)  # what kube-apiserver keeps of it
             except ValueError:
-                body = raw.decode("utf-8", "replace")
-        sent = copy.deepcopy(body)  # the handlers may fill in the body they are given
+                body = sent = raw.decode("utf-8", "replace")
         extra: dict[str, str] = {}
         try:
             for hook in self._take(self._hooks, method, path, every=True):

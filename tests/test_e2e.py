@@ -16,7 +16,7 @@ from kube_ovn_gc.cli import main
 from kube_ovn_gc.model import NbSnapshot
 from kube_ovn_gc.ovn import OvsdbNorthbound
 from ovsdb import OvsdbServer
-from scenario import Cluster, kube_ovn_controller, seed_demo
+from scenario import OLD, Cluster, kube_ovn_controller, seed_clean, seed_demo
 
 RESOURCES = ("ips", "subnets", "pods", "nodes", "statefulsets", "virtualmachines", "virtualmachineinstances")
 
@@ -202,3 +202,98 @@ def test_text_report_is_a_table_with_a_summary_line(demo: Cluster, nb_server: Ov
     assert any(line.startswith("ip ") and "vm-deleted.default" in line for line in lines)
     assert lines[-1].startswith("DRY RUN: would remove 3 IP CRs; 1 ports; would fix")
     assert lines[-1].endswith("→ exit 1")
+
+
+# --- IPv6 subnets wider than /64: counts beyond 64 bits, end to end ---------------------------------
+
+
+def wide_v6(api: FakeApiServer, nb: OvsdbServer) -> Cluster:
+    c = Cluster(api, nb)
+    c.subnet("join", "100.64.0.0/16", "100.64.0.1")
+    c.node("node1", "100.64.0.2")
+    c.subnet("wide6", "fd00:10::/56", "fd00:10::1", protocol="IPv6")  # 2^72 addresses
+    c.subnet("mid6", "fd00:20::/66", "fd00:20::1", protocol="IPv6")  # 2^62: fits int64, not float64
+    c.pod("default", "v6-web", "fd00:10::2", subnet="wide6")
+    c.pod("default", "v6-db", "fd00:20::2", subnet="mid6")
+    c.address("default", "v6-gone", "fd00:10::3", subnet="wide6")  # leaked
+    return c
+
+
+def test_counts_beyond_64_bits_are_checked_written_and_reported_exactly(
+        kube_api: FakeApiServer, nb_server: OvsdbServer, kubeconfig: Path) -> None:
+    wide_v6(kube_api, nb_server)
+    result, report = gc(kubeconfig, nb_server, "check")
+    assert result.exit_code == 1, result.stderr
+    status = by_name(report, "subnet-status")
+    assert status["wide6"]["after"]["v6availableIPs"] == 2**72 - 2 - 1 - 1  # exact, not a float
+    assert status["mid6"]["after"]["v6availableIPs"] == 2**62 - 2 - 1 - 1
+    assert {s["name"]: s["v6_available"] for s in report["subnets"]}["wide6"] == 2**72 - 4
+    text = CliRunner().invoke(main, ["check", "--kubeconfig", str(kubeconfig), "--ovn-nb", nb_server.unix_remote])
+    assert text.exit_code == 1 and "v6availableIPs ''→4722366482869645213692" in text.stdout
+
+    result, report = gc(kubeconfig, nb_server, "run")
+    assert result.exit_code == 0, result.stderr
+    assert by_name(report, "ip")["v6-gone.default"]["outcome"] == "done"
+    assert by_name(report, "subnet-status")["wide6"]["outcome"] == "done"
+    [patch] = [r for r in kube_api.requests if r.method == "PATCH" and r.name == "wide6"]
+    assert patch.body["status"]["v6availableIPs"] == 2**72 - 4  # sent exactly
+
+    # kube-ovn-controller finishes the delete; then, as Kube-OVN <= 1.15 did, rewrites mid6's count as
+    # the float64 nearest to it (2^62): not the count, so stale.
+    kube_ovn_controller(kube_api, nb_server)
+    mid6 = kube_api.get("subnets", "mid6")
+    assert mid6 is not None and mid6["status"]["v6availableIPs"] == 2**62 - 4
+    mid6["status"]["v6availableIPs"] = float(2**62 - 4)
+    kube_api.put("subnets", mid6)
+    result, report = gc(kubeconfig, nb_server, "check")
+    assert result.exit_code == 1
+    assert [(a["name"], a["changed"]) for a in report["actions"]] == [("mid6", ["v6availableIPs"])]
+    assert gc(kubeconfig, nb_server, "run")[0].exit_code == 0
+    # Converged: wide6's count is kept by kube-apiserver as the nearest float64 (it cannot hold more),
+    # mid6's exactly; neither is drift any more.
+    result, report = gc(kubeconfig, nb_server, "check")
+    assert result.exit_code == 0 and report["actions"] == [], report["actions"]
+
+
+# --- odd but legal objects Kube-OVN may hold --------------------------------------------------------
+
+
+@pytest.fixture
+def clean(kube_api: FakeApiServer, nb_server: OvsdbServer) -> Cluster:
+    return seed_clean(kube_api, nb_server)
+
+
+def test_an_ip_cr_whose_address_does_not_parse_is_counted_and_reported_not_fixed_every_pass(
+        clean: Cluster, kube_api: FakeApiServer, nb_server: OvsdbServer, kubeconfig: Path) -> None:
+    # Kube-OVN counts it (calculateUsingIPs: len(podUsedIPs)); its IPAM does not hold the address.
+    kube_api.create("ips", {
+        "apiVersion": "kubeovn.io/v1", "kind": "IP",
+        "metadata": {"name": "odd.default", "creationTimestamp": OLD,
+                     "labels": {"ovn.kubernetes.io/subnet": "ovn-default", "ovn-default": ""}},
+        "spec": {"podName": "odd", "namespace": "default", "subnet": "ovn-default", "ipAddress": "10.16.0.999",
+                 "v4IpAddress": "10.16.0.999", "v6IpAddress": "", "podType": ""}})
+    subnet = kube_api.get("subnets", "ovn-default")
+    assert subnet is not None
+    subnet["status"] = {**subnet["status"], "v4usingIPs": 6, "v4availableIPs": 65527}
+    kube_api.put("subnets", subnet)
+    before = world(kube_api, nb_server)
+    result, report = gc(kubeconfig, nb_server, "check")
+    assert result.exit_code == 0, report["actions"]
+    [odd] = report["actions"]
+    assert (odd["kind"], odd["name"], odd["outcome"], odd["subnet"]) == ("ip", "odd.default", "skipped", "ovn-default")
+    assert "10.16.0.999" in odd["reason"] and "counted" in odd["reason"]
+    result, report = gc(kubeconfig, nb_server, "run")
+    assert result.exit_code == 0 and [a["outcome"] for a in report["actions"]] == ["skipped"]
+    assert world(kube_api, nb_server) == before
+
+
+def test_reserved_ip_crs_do_not_make_the_inventory_brake_refuse_a_pass_that_deletes_nothing(
+        clean: Cluster, kube_api: FakeApiServer, nb_server: OvsdbServer, kubeconfig: Path) -> None:
+    for i in range(150):  # a user's reserved pool: no owner needed, never collected
+        clean.ip_cr(f"pool-{i}", "ovn-default", f"10.16.1.{i + 1}", pod_name="", namespace="", reserved=True)
+    result, report = gc(kubeconfig, nb_server, "run")
+    assert result.exit_code == 0, report.get("error")
+    assert [(a["kind"], a["outcome"]) for a in report["actions"]] == [("subnet-status", "done")]
+    assert kube_api.get("subnets", "ovn-default")["status"]["v4usingIPs"] == 155  # type: ignore[index]
+    result, report = gc(kubeconfig, nb_server, "check")
+    assert result.exit_code == 0 and report["actions"] == []

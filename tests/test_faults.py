@@ -335,6 +335,9 @@ class ListingReader:
         return None if name == "gone" else builders.subnet(name)
 
     def read_ips(self) -> tuple[IpCR, ...]:
+        return self.read_counted_ips()[0]
+
+    def read_counted_ips(self) -> tuple[tuple[IpCR, ...], tuple[IpCR, ...]]:
         with self.lock:
             self.lists += 1
             self.running += 1
@@ -343,7 +346,7 @@ class ListingReader:
         time.sleep(0.05)  # a list of 100k IP CRs takes seconds
         with self.lock:
             self.running -= 1
-        return (builders.ip(f"p{n}.default"),)
+        return (builders.ip(f"p{n}.default"),), ()
 
     def read(self) -> KubeSnapshot:
         raise AssertionError("not used")

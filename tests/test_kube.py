@@ -738,6 +738,8 @@ def test_unparsable_ip_goes_to_unparsed(cluster: Cluster) -> None:
         ("IP", "nosubnet.default"),
     ]
     assert all(why for _, _, why in snap.unparsed)
+    # the one whose address alone does not parse still counts in its Subnet, as in Kube-OVN
+    assert [(ip.name, ip.subnet, ip.v4) for ip in snap.odd_ips] == [("badaddr.default", "ovn-default", "")]
 
 
 def test_undecodable_body_is_fatal(cluster: Cluster) -> None:
@@ -958,3 +960,53 @@ def test_single_get_retries(cluster: Cluster) -> None:
     cluster.server.create("nodes", {"metadata": {"name": "node1"}})
     cluster.server.inject("GET", r"^/api/v1/nodes/node1$", 502)
     assert cluster.writer.get_node("node1") is not None
+
+
+# --- counts of any size (IPv6 subnets wider than /64) --------------------------------------------
+
+
+def test_subnet_counts_beyond_64_bits_are_read_exactly(cluster: Cluster) -> None:
+    # Kube-OVN v1.16 writes internal.BigInt as its digits; a float64 of <= v1.15 as Go writes it.
+    seed_subnet(cluster.server, "wide")
+    obj = cluster.server.get("subnets", "wide")
+    assert obj is not None
+    obj["status"] = {"v6availableIPs": 2**72 - 5, "v6usingIPs": 2**64 + 1, "v4availableIPs": 1.8446744073709552e19}
+    cluster.server.put("subnets", obj)
+    [listed] = [s for s in cluster.reader.read().subnets if s.meta.name == "wide"]
+    got = cluster.writer.get_subnet("wide")
+    for subnet in (listed, got):
+        assert subnet is not None
+        assert subnet.status_value("v6availableIPs") == str(2**72 - 5)  # not 4.722366482869645e+21
+        assert subnet.status_value("v6usingIPs") == str(2**64 + 1)
+        assert subnet.status_value("v4availableIPs") == "1.8446744073709552e+19"
+
+
+def test_patch_subnet_status_writes_counts_beyond_64_bits_exactly(cluster: Cluster) -> None:
+    seed_subnet(cluster.server)
+    subnet = cluster.writer.get_subnet("ovn-default")
+    assert subnet is not None
+    cluster.writer.patch_subnet_status(subnet, {"v6availableIPs": 2**72 - 3, "v6usingIPs": 2**62 - 4})
+    [patch] = [r for r in cluster.server.requests if r.method == "PATCH"]
+    assert patch.body["status"] == {"v6availableIPs": 2**72 - 3, "v6usingIPs": 2**62 - 4}  # as sent, exactly
+    stored = cluster.server.get("subnets", "ovn-default")
+    assert stored is not None
+    # kube-apiserver keeps an int64 exactly and anything wider as the nearest float64
+    assert stored["status"]["v6usingIPs"] == 2**62 - 4 and stored["status"]["v6availableIPs"] == 2.0**72
+
+
+def test_loads_and_dumps_keep_integers_of_any_size() -> None:
+    assert kube.loads(b'{"a": 340282366920938463463374607431768211454, "b": 1.5}') == {
+        "a": 2**128 - 2, "b": 1.5}
+    assert kube.loads(kube.dumps({"n": 2**100, "m": -(2**70)})) == {"n": 2**100, "m": -(2**70)}
+
+
+def test_odd_addresses_keep_what_parses_and_are_counted_again_after_a_conflict(cluster: Cluster) -> None:
+    seed_ip(cluster.server, "good.default", "10.16.0.2")
+    cluster.server.create("ips", {"metadata": {"name": "half.default"},
+                                  "spec": {"subnet": "dual", "v4IpAddress": "10.16.0.3", "v6IpAddress": "fd00::zz"}})
+    cluster.server.create("ips", {"metadata": {"name": "joined.default"},
+                                  "spec": {"subnet": "dual", "ipAddress": "10.16.0.4,10.16.0.5"}})
+    ips, odd = cluster.reader.read_counted_ips()
+    assert [ip.name for ip in ips] == ["good.default"]
+    assert [(ip.name, ip.v4, ip.v6) for ip in odd] == [("half.default", "10.16.0.3", ""), ("joined.default", "", "")]
+    assert [ip.name for ip in cluster.reader.read_ips()] == ["good.default"]

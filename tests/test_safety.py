@@ -34,7 +34,7 @@ def test_max_deletions_refuses_and_force_overrides() -> None:
     assert len(p.ips) == 30
     assert brake(p, snap, Limits(max_deletions=30)) is None
     why = brake(p, snap, Limits(max_deletions=29))
-    assert why is not None and "more than --max-deletions 29" in why
+    assert why is not None and "more than --max-deletions 29" in why.reason and why.rail == "max-deletions"
     assert brake(p, snap, Limits(max_deletions=29, force=True)) is None
 
 
@@ -43,7 +43,7 @@ def test_ratio_applies_only_above_twenty_objects_of_a_kind() -> None:
     assert brake(plan(small, POLICY), small, Limits()) is None
     big = leaky(21, 20)  # 21 of 41 (51%) would go: refused
     why = brake(plan(big, POLICY), big, Limits())
-    assert why is not None and "21 of 41 IP CRs" in why
+    assert why is not None and "21 of 41 IP CRs" in why.reason and why.rail == "max-deletion-ratio"
     assert brake(plan(big, POLICY), big, Limits(max_ratio=0.6)) is None
 
 
@@ -52,7 +52,7 @@ def test_port_ratio_counts_only_kube_ovn_ports() -> None:
     foreign = tuple(port(f"neutron-{i}", vendor="neutron") for i in range(100))
     snap = snapshot(ports=ports + foreign, pods=(pod("ns", "a"),), nodes=(node("n1"),))
     why = brake(plan(snap, POLICY), snap, Limits())
-    assert why is not None and "25 of 25 kube-ovn ports" in why
+    assert why is not None and "25 of 25 kube-ovn ports" in why.reason
 
 
 def test_an_implausibly_small_owner_inventory_is_refused() -> None:
@@ -60,10 +60,11 @@ def test_an_implausibly_small_owner_inventory_is_refused() -> None:
     ports = tuple(port(f"p-{i}.ns", pod_key=f"ns/p-{i}") for i in range(150))
     empty = snapshot(ports=ports, nodes=(node("n1"),))
     why = brake(plan(empty, POLICY), empty, Limits(max_deletions=1000, max_ratio=1.0))
-    assert why is not None and "owner inventory looks incomplete" in why
-    no_nodes = snapshot(ports=ports, pods=tuple(pod("ns", f"p-{i}") for i in range(150)))
+    assert why is not None and "owner inventory looks incomplete" in why.reason
+    assert why.rail == "plausible-inventory"
+    no_nodes = snapshot(ports=ports, pods=tuple(pod("ns", f"p-{i}") for i in range(100)))  # 50 would go
     why = brake(plan(no_nodes, POLICY), no_nodes, Limits())
-    assert why is not None and "no Nodes" in why
+    assert why is not None and "no Nodes" in why.reason
     # The same numbers with the owners present: nothing leaks, nothing refused.
     full = snapshot(ports=ports, nodes=(node("n1"),), pods=tuple(pod("ns", f"p-{i}") for i in range(150)))
     assert plan(full, POLICY).ports == () and brake(plan(full, POLICY), full, Limits()) is None
@@ -74,6 +75,29 @@ def test_stopped_vms_count_as_owners_for_plausibility() -> None:
     ips = tuple(ip(f"vm-{i}.ns", namespace="ns", pod_name=f"vm-{i}", pod_type="VirtualMachine") for i in range(120))
     snap = snapshot(vms=vms, ips=ips, nodes=(node("n1"),))
     assert brake(plan(snap, POLICY), snap, Limits()) is None
+
+
+def test_reserved_ip_crs_need_no_owner_and_a_plan_deleting_nothing_is_never_refused() -> None:
+    # 150 reserved IP CRs (a user's pool) and 3 pods: nothing would be deleted, nothing must be refused.
+    reserved = tuple(ip(f"pool-{i}", namespace="", pod_name="", reserved=True) for i in range(150))
+    live = tuple(pod("ns", f"live-{i}") for i in range(3))
+    ips = reserved + tuple(ip(f"live-{i}.ns", namespace="ns", pod_name=f"live-{i}") for i in range(3))
+    snap = snapshot(ips=ips, pods=live, nodes=(node("n1"),))
+    p = plan(snap, POLICY)
+    assert p.ips == () and p.ports == ()
+    assert brake(p, snap, Limits()) is None
+    # one real leak among them: the reserved CRs still do not make the inventory look short
+    leak = snapshot(ips=(*ips, ip("gone.ns", namespace="ns", pod_name="gone")), pods=live, nodes=(node("n1"),))
+    assert [a.ip.name for a in plan(leak, POLICY).ips] == ["gone.ns"]
+    assert brake(plan(leak, POLICY), leak, Limits()) is None
+
+
+def test_an_empty_plan_is_never_refused_even_with_no_nodes() -> None:
+    ports = tuple(port(f"p-{i}.ns", pod_key=f"ns/p-{i}") for i in range(150))
+    snap = snapshot(ports=ports, pods=tuple(pod("ns", f"p-{i}") for i in range(150)))  # no Nodes listed
+    p = plan(snap, POLICY)
+    assert p.ips == () and p.ports == ()
+    assert brake(p, snap, Limits()) is None
 
 
 def test_stuck_ips_are_found_and_judged_as_if_not_terminating() -> None:

@@ -10,7 +10,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kube_ovn_gc.model import STATUS_FIELDS, Eip, IpCR, KubeSnapshot, Meta, Subnet, Vip
-from kube_ovn_gc.status import SubnetStatus, canonical_range, compute_statuses, drift, format_address, parse_address
+from kube_ovn_gc.status import (
+    SubnetStatus,
+    canonical_range,
+    compute_statuses,
+    drift,
+    format_address,
+    parse_address,
+    read_count,
+    same_count,
+    stored_count,
+)
 
 NOW = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 
@@ -219,6 +229,14 @@ def test_attach_subnets_count_once_each() -> None:
     assert statuses["b"] == v4_only(252, 1, "10.1.0.2-10.1.0.254", "")
 
 
+def test_ip_crs_whose_address_does_not_parse_still_count() -> None:
+    # Kube-OVN counts a Subnet's IP CRs whatever their address (calculateUsingIPs: len(podUsedIPs));
+    # the reader hands them over as odd_ips with the addresses that do parse (none here).
+    kube = KubeSnapshot(subnets=(subnet(),), ips=(ip("a", "10.0.0.2"),),
+                        odd_ips=(ip("odd"), ip("gone-odd"), ip("dying-odd", deleting=True)))
+    assert one(kube, released=("gone-odd",)) == v4_only(251, 2, "10.0.0.3-10.0.0.254", "10.0.0.2")
+
+
 def test_terminating_and_released_ip_crs_not_counted() -> None:
     kube = KubeSnapshot(
         subnets=(subnet(),),
@@ -374,6 +392,50 @@ def test_huge_v6_count_stored_as_float_is_not_drift() -> None:
     assert drift(subnet(cidr=s.cidr, gateway=s.gateway, exclude=(), status=stored), computed) == {
         "v6availableIPs": ("18446744073709551614", 2**64 - 3)
     }
+
+
+def test_stale_float_count_that_fits_int64_is_drift() -> None:
+    # A /66: 2^62 - 2 usable, - gateway - 1 IP CR. Kube-OVN <= 1.15 stored float64, which cannot hold it:
+    # the nearest float64 is 2^62 exactly. That float is not the count: stale, rewritten as the exact
+    # integer (which kube-apiserver keeps exactly, as an int64).
+    s = subnet(cidr="fd00:10:16::/66", gateway="fd00:10:16::1", exclude=())
+    computed = one(KubeSnapshot(subnets=(s,), ips=(ip("a", v6="fd00:10:16::5"),)))
+    assert computed.v6_available == 2**62 - 4
+    stored = {k: str(v) for k, v in computed.as_fields().items()}
+    stored["v6availableIPs"] = repr(float(2**62 - 4))  # '4.611686018427388e+18'
+    assert drift(subnet(cidr=s.cidr, gateway=s.gateway, exclude=(), status=stored), computed) == {
+        "v6availableIPs": ("4.611686018427388e+18", 2**62 - 4)
+    }
+    stored["v6availableIPs"] = str(2**62 - 4)  # what the fix writes: no drift on the next pass
+    assert drift(subnet(cidr=s.cidr, gateway=s.gateway, exclude=(), status=stored), computed) == {}
+
+
+def test_counts_beyond_int64_compare_with_what_the_api_server_can_hold() -> None:
+    # /56: 2^72 - 2 usable - gateway. kube-apiserver keeps an integer beyond int64 as the nearest float64,
+    # served as Go writes it ("4722366482869645213696" below 1e21 is 'f' format, above it 'e').
+    exact = 2**72 - 3
+    assert stored_count(exact) == 2**72
+    assert same_count("4.722366482869645e+21", exact)
+    assert same_count("4722366482869645213696", exact)
+    assert same_count(str(exact), exact)  # an exact integer is the count too
+    assert not same_count("4.7223664828696e+21", exact)  # another float: stale
+    assert not same_count(str(exact - 1), exact)
+    assert stored_count(2**63 - 1) == 2**63 - 1 and stored_count(2**63) == 2**63
+
+
+@pytest.mark.parametrize(("text", "value"), [
+    ("10", 10), ("10.0", 10), (" 7 ", 7), ("1.8446744073709552e+19", 2**64), ("4722366482869645213693", 2**72 - 3),
+    ("", None), ("10.5", None), ("nan", None), ("inf", None), ("ten", None),
+])
+def test_read_count_is_exact(text: str, value: int | None) -> None:
+    assert read_count(text) == value
+
+
+def test_counts_of_a_slash48_are_exact_integers() -> None:
+    s = subnet(cidr="fd00:10::/48", gateway="fd00:10::1", exclude=("fd00:10::1", "fd00:10::100..fd00:10::1ff"))
+    computed = one(KubeSnapshot(subnets=(s,), ips=(ip("a", v6="fd00:10::5"), ip("b", v6="fd00:10::150"))))
+    assert computed.v6_available == 2**80 - 2 - 1 - 256 - 1
+    assert computed.v6_using == 1 and type(computed.v6_available) is int
 
 
 def test_canonical_range_merges_and_sorts() -> None:

@@ -48,7 +48,7 @@ class Context:
     workers: int = 4  # second looks and deletes in flight at once
 
 
-def _ip_detail(ip: IpCR) -> dict[str, object]:
+def ip_detail(ip: IpCR) -> dict[str, object]:
     return {"subnet": ip.subnet, "addresses": ",".join(a for a in (ip.v4, ip.v6) if a),
             "namespace": ip.namespace, "pod": ip.pod_name, "pod_type": ip.pod_type}
 
@@ -135,7 +135,7 @@ def _delete_ip(action: planner.IpAction, ctx: Context) -> tuple[ActionRecord, di
     """Second look at the owners, then DELETE with the snapshot's uid + resourceVersion as preconditions:
     an IP CR changed since it was read (relabelled reserved, re-created, …) answers 409 and is left alone."""
     ip = action.ip
-    name, detail = ip.meta.name, _ip_detail(ip)
+    name, detail = ip.meta.name, ip_detail(ip)
     try:
         verdict = _owners_again(ip, ctx)
         if verdict.alive:
@@ -160,11 +160,11 @@ def apply_ips(actions: Sequence[planner.IpAction], ctx: Context) -> tuple[list[A
     Returns the records and the names released (deleted, or already gone).
     """
     if ctx.dry_run:
-        records = [ActionRecord("ip", a.ip.meta.name, a.reason, PLANNED, _ip_detail(a.ip)) for a in actions]
+        records = [ActionRecord("ip", a.ip.meta.name, a.reason, PLANNED, ip_detail(a.ip)) for a in actions]
         return records, {a.ip.meta.name for a in actions}
 
     def not_acted(a: planner.IpAction, why: str) -> tuple[ActionRecord, dict[str, Any] | None]:
-        return ActionRecord("ip", a.ip.meta.name, why, SKIPPED, _ip_detail(a.ip)), None
+        return ActionRecord("ip", a.ip.meta.name, why, SKIPPED, ip_detail(a.ip)), None
 
     results, refusal = _in_parallel(actions, lambda a: _delete_ip(a, ctx), ctx, not_acted)
     records = [record for record, _ in results]
@@ -238,7 +238,7 @@ def apply_stuck(stuck: Sequence[planner.StuckIp], release_after: Any, ctx: Conte
     leaked ones stuck longer than that, so their Subnet can be deleted (the seed's "force delete")."""
     records: list[ActionRecord] = []
     for s in stuck:
-        name, detail = s.ip.meta.name, {**_ip_detail(s.ip), "stuck": True}
+        name, detail = s.ip.meta.name, {**ip_detail(s.ip), "stuck": True}
         eligible = release_after is not None and s.leaked and s.terminating_for >= release_after
         if not eligible:
             records.append(ActionRecord("ip", name, s.reason, SKIPPED, detail))

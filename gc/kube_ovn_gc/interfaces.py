@@ -25,6 +25,10 @@ class KubeReads(Protocol):
 
     def read_ips(self) -> tuple[IpCR, ...]: ...
 
+    def read_counted_ips(self) -> tuple[tuple[IpCR, ...], tuple[IpCR, ...]]:
+        """The IP CRs that parse, and those that count in their Subnet although their address does not."""
+        ...
+
     def get_subnet(self, name: str) -> Subnet | None: ...
 
 

@@ -215,6 +215,9 @@ class KubeSnapshot:
     eips: tuple[Eip, ...] = ()
     kubevirt: KubevirtState = KubevirtState.ABSENT
     unparsed: tuple[tuple[str, str, str], ...] = field(default=())  # (kind, name, why)
+    # IP CRs whose address does not parse (also in ``unparsed``: never judged, never collected), with
+    # the addresses that do: Kube-OVN counts them in their Subnet all the same (see status.py).
+    odd_ips: tuple[IpCR, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import gc
-import json
 import logging
 import threading
 import time
@@ -87,8 +86,8 @@ def refresher(reader: KubeReads, kube: KubeSnapshot) -> apply.Refresh:
         if subnet is None:
             return None
         with one_list_at_a_time:
-            ips = reader.read_ips()
-        return dataclasses.replace(kube, subnets=(subnet,), ips=ips)
+            ips, odd_ips = reader.read_counted_ips()
+        return dataclasses.replace(kube, subnets=(subnet,), ips=ips, odd_ips=odd_ips)
 
     return refresh
 
@@ -97,11 +96,26 @@ def _no_guard() -> None:
     return None
 
 
-def _refused(the_plan: planner.Plan, why: str) -> list[ActionRecord]:
+def _refused(the_plan: planner.Plan) -> list[ActionRecord]:
     """What would have gone, when a rail refuses the whole plan."""
     return ([ActionRecord("ip", a.ip.meta.name, a.reason, PLANNED, {"subnet": a.ip.subnet}) for a in the_plan.ips]
             + [ActionRecord("port", a.port.name, a.reason, PLANNED, {"switch": a.port.switch, "uuid": a.port.uuid})
                for a in the_plan.ports])
+
+
+def _skipped(skips: tuple[planner.Skip, ...], kube: KubeSnapshot) -> list[ActionRecord]:
+    """What the planner could not judge. An IP CR whose address alone does not parse is still counted in its
+    Subnet (as Kube-OVN counts it): the record says so, with what is known of it."""
+    odd = {ip.meta.name: ip for ip in kube.odd_ips}
+    records = []
+    for s in skips:
+        ip = odd.get(s.name) if s.kind == "ip" else None
+        if ip is None:
+            records.append(ActionRecord(s.kind, s.name, s.reason, SKIPPED))
+            continue
+        reason = f"{s.reason}; counted in Subnet {ip.subnet} all the same, as Kube-OVN counts it; never collected"
+        records.append(ActionRecord("ip", s.name, reason, SKIPPED, apply.ip_detail(ip)))
+    return records
 
 
 def _exit_code(actions: list[ActionRecord], stopped: bool) -> ExitCode:
@@ -166,30 +180,39 @@ def _run_pass(settings: Settings, backends: Backends | None) -> Report:
             log.info("read %s", inventory)
             policy = planner.Policy(now=started, min_age=settings.min_age, keep_vm_ip=settings.keep_vm_ip)
             the_plan = planner.plan(snapshot, policy)
-            actions += [ActionRecord(s.kind, s.name, s.reason, SKIPPED) for s in the_plan.skipped]
+            actions += _skipped(the_plan.skipped, kube_snapshot)
             refusal = safety.brake(the_plan, snapshot, settings.limits)
             if refusal is not None:
                 log.error("refused by a safety rail, nothing changed: %s (--force overrides)", refusal)
-                return finish(ExitCode.REFUSED, actions + _refused(the_plan, refusal), f"refused: {refusal}")
+                return finish(ExitCode.REFUSED, actions + _refused(the_plan), f"refused: {refusal}")
             ctx = apply.Context(backends.writer, nb, kube_snapshot, policy, settings.dry_run, guard, undo,
                                 workers=settings.workers)
             released: set[str] = set()
             try:
-                ip_records, released = apply.apply_ips(the_plan.ips, ctx)
-                actions += ip_records
-                actions += apply.apply_ports(the_plan.ports, ctx)
-                stuck = planner.stuck_ips(kube_snapshot, policy, settings.stuck_after)
-                actions += apply.apply_stuck(stuck, settings.release_stuck_after, ctx)
-            except apply.StopActing as stop:
-                log.error("stopped acting: %s", stop.__cause__)
-                actions += stop.records
-                report = finish(_exit_code(actions, stopped=True), actions, f"stopped: {stop.__cause__}")
-                return _announce(backends, report, kube_snapshot)
-            status_plan = planner.plan_statuses(kube_snapshot, released)
-            subnets = status_plan.summaries
-            actions += apply.apply_statuses(status_plan, released, backends.writer,
-                                            refresher(backends.reader, kube_snapshot), settings.dry_run,
-                                            workers=settings.workers)
+                try:
+                    ip_records, released = apply.apply_ips(the_plan.ips, ctx)
+                    actions += ip_records
+                    actions += apply.apply_ports(the_plan.ports, ctx)
+                    stuck = planner.stuck_ips(kube_snapshot, policy, settings.stuck_after)
+                    actions += apply.apply_stuck(stuck, settings.release_stuck_after, ctx)
+                except apply.StopActing as stop:
+                    log.error("stopped acting: %s", stop.__cause__)
+                    actions += stop.records
+                    report = finish(_exit_code(actions, stopped=True), actions, f"stopped: {stop.__cause__}")
+                    return _announce(backends, report, kube_snapshot)
+                status_plan = planner.plan_statuses(kube_snapshot, released)
+                subnets = status_plan.summaries
+                actions += apply.apply_statuses(status_plan, released, backends.writer,
+                                                refresher(backends.reader, kube_snapshot), settings.dry_run,
+                                                workers=settings.workers)
+            except Exception as exc:
+                # Not a way to carry on: a defect once something may have changed. The report of what was
+                # done (and its undo record) must still come out, with a code that says "partial".
+                if not undo and not any(a.outcome == DONE for a in actions):
+                    raise
+                log.exception("stopped after changes were made; reporting what was done")
+                what = str(exc) if isinstance(exc, GCError) else f"internal error: {type(exc).__name__}: {exc}"
+                return finish(ExitCode.PARTIAL, actions, f"stopped after changes were made: {what}")
     except ConfigError as exc:
         log.error("configuration error: %s", exc)
         return finish(ExitCode.USAGE, [], f"configuration: {exc}")
@@ -219,7 +242,7 @@ def _record(settings: Settings, report: Report) -> None:
     try:
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / f"kube-ovn-gc-{report.started_at:%Y%m%dT%H%M%S}Z.json"
-        path.write_text(json.dumps(report.as_json(), indent=2, default=str), encoding="utf-8")
+        path.write_text(report.to_json(), encoding="utf-8")
     except OSError as exc:
         log.error("could not write the record to %s: %s", directory, exc)
         return

@@ -9,8 +9,9 @@ what this module does the same way:
 
 - **using** counts IP CRs of the subnet (``spec.subnet`` or ``attachSubnets``)
   one each, whatever addresses they hold — an IP CR of a dual-stack subnet
-  with only one family, an address outside the CIDR and two CRs with the same
-  address all count — minus those with an address inside a non-gateway
+  with only one family, an address outside the CIDR, an address that does not
+  parse at all (``KubeSnapshot.odd_ips``) and two CRs with the same address
+  all count — minus those with an address inside a non-gateway
   ``excludeIps`` entry (the entry as written, not clipped to the CIDR); plus
   unbound Vips, IptablesEIPs and OvnEips labelled with the subnet. Dual stack
   reports the same number for both families.
@@ -373,7 +374,7 @@ def compute_statuses(kube: KubeSnapshot, released: Collection[str]) -> dict[str,
     ips: dict[str, list[tuple[Addr, ...]]] = {n: [] for n, lay in layouts.items() if not isinstance(lay, str)}
     others: dict[str, list[tuple[Addr, ...]]] = {n: [] for n in ips}
 
-    for ip in kube.ips:
+    for ip in (*kube.ips, *kube.odd_ips):  # an address that does not parse still counts, as in Kube-OVN
         if ip.meta.deletion is not None or ip.meta.name in gone:
             continue
         if ip.attach_subnets:
@@ -400,21 +401,56 @@ def compute_statuses(kube: KubeSnapshot, released: Collection[str]) -> dict[str,
 # --- comparing with what is stored -------------------------------------------
 
 
-def _same_count(stored: str, computed: int) -> bool:
-    """A stored JSON number (``10``, ``10.0``, ``1.8e+19``) against an exact count."""
+INT64_MAX = (1 << 63) - 1
+
+
+def stored_count(count: int) -> int:
+    """The value kube-apiserver keeps when ``count`` is written into a Subnet's status.
+
+    A custom resource's JSON is decoded by kube-apiserver into ``int64`` where an
+    integer fits, else into ``float64`` (k8s.io/apimachinery/pkg/util/json.Unmarshal ->
+    sigs.k8s.io/json UnmarshalCaseSensitivePreserveInts: "falling back to float64 on any
+    parse or overflow error"), and stored and served from that. So an exact count beyond
+    int64 (every IPv6 /64 or wider: 2^64 - 2 - ...) is kept as the float64 nearest to it,
+    whoever writes it: Kube-OVN v1.16 (``internal.BigInt``) or this job.
+    """
+    if -INT64_MAX - 1 <= count <= INT64_MAX:
+        return count
+    return int(float(count))
+
+
+def read_count(stored: str) -> int | None:
+    """A stored JSON number (``10``, ``10.0``, ``1.8446744073709552e+19``) as the exact integer it is,
+    or None: absent, unreadable, or not a whole number (a float is taken at its exact value)."""
     text = stored.strip()
     if not text:
-        return False  # absent: the controller has never written it
+        return None  # absent: the controller has never written it
     try:
-        return int(text) == computed
+        return int(text)
     except ValueError:
         pass
     try:
         value = float(text)
     except ValueError:
-        return False
-    # Kube-OVN ≤ 1.15 stored float64: equal when the count rounds to the same float.
-    return math.isfinite(value) and value == float(computed)
+        return None
+    if not math.isfinite(value) or not value.is_integer():
+        return None
+    return int(value)  # exact: every finite float64 is a dyadic rational, a whole one an exact int
+
+
+def same_count(stored: str, computed: int) -> bool:
+    """Is the stored count the exact count, as far as kube-apiserver can hold it?
+
+    Compared exactly, never through a float: Kube-OVN <= v1.15 stored float64
+    (``V6AvailableIPs float64``, pkg/apis/kubeovn/v1/subnet.go at v1.14.0/v1.15.0,
+    types.go at v1.12.0/v1.13.0), so ``4.611686018427388e+18`` where the exact count
+    is 2^62 - 4 is stale when the exact count fits in int64 (a /65 or narrower) and is
+    rewritten. Beyond int64 the API server itself keeps only the nearest float64
+    (:func:`stored_count`): that one value stands for the exact count too (rewriting it
+    would store the same float again, and the pass would never converge); any other is stale.
+    """
+    value = read_count(stored)
+    return value is not None and (value == computed or value == stored_count(computed))
 
 
 def canonical_range(text: str) -> str:
@@ -438,14 +474,14 @@ def canonical_range(text: str) -> str:
 def drift(subnet: Subnet, computed: SubnetStatus) -> dict[str, tuple[object, object]]:
     """``{field: (stored, computed)}`` for each status field that differs.
 
-    ``stored`` is the text as stored ("" when absent). Counts compare as
-    numbers ("10.0" equals 10; absent differs from everything); ranges compare
+    ``stored`` is the text as stored ("" when absent). Counts compare as exact
+    integers (:func:`same_count`: "10.0" equals 10; absent differs from everything); ranges compare
     after :func:`canonical_range`, so an equivalent ordering is not drift.
     """
     out: dict[str, tuple[object, object]] = {}
     for key, value in computed.as_fields().items():
         stored = subnet.status_value(key)
-        same = _same_count(stored, value) if isinstance(value, int) else canonical_range(stored) == value
+        same = same_count(stored, value) if isinstance(value, int) else canonical_range(stored) == value
         if not same:
             out[key] = (stored, value)
     return out
