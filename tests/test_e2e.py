@@ -152,7 +152,8 @@ def test_unreachable_nb_exits_3_and_changes_nothing(demo: Cluster, kube_api: Fak
     before = world(kube_api, nb_server)
     result, report = gc(kubeconfig, f"unix:{tmp_path}/nowhere.sock", "run")
     assert result.exit_code == 3
-    assert report["exit_code"] == 3 and report["actions"] == [] and report["error"]
+    assert report["exit_code"] == 3 and report["error"]
+    assert set(report) == {"dry_run", "exit_code", "started_at", "duration_seconds", "error"}  # did not run
     assert world(kube_api, nb_server) == before
 
 
@@ -297,3 +298,64 @@ def test_reserved_ip_crs_do_not_make_the_inventory_brake_refuse_a_pass_that_dele
     assert kube_api.get("subnets", "ovn-default")["status"]["v4usingIPs"] == 155  # type: ignore[index]
     result, report = gc(kubeconfig, nb_server, "check")
     assert result.exit_code == 0 and report["actions"] == []
+
+
+# --- the report's shape -------------------------------------------------------------------------------
+
+
+def test_every_action_of_a_kind_carries_the_same_keys_in_every_outcome(
+        demo: Cluster, kube_api: FakeApiServer, nb_server: OvsdbServer, kubeconfig: Path) -> None:
+    # skipped: an IP CR that does not parse, one whose address does not, a Subnet whose CIDR does not,
+    # a stuck IP CR that is only reported; planned: a dry run and a plan refused whole; failed: a DELETE
+    # that fails for good; done: the rest.
+    kube_api.create("ips", {"metadata": {"name": "nosubnet.default", "creationTimestamp": OLD},
+                            "spec": {"podName": "nosubnet"}})
+    kube_api.create("ips", {"metadata": {"name": "odd.default", "creationTimestamp": OLD},
+                            "spec": {"podName": "odd", "namespace": "default", "subnet": "ovn-default",
+                                     "v4IpAddress": "10.16.0.999"}})
+    demo.subnet("broken", "10.99.0.0/33", "10.99.0.1")
+    demo.ip_cr("dying.default", "ovn-default", "10.16.0.60", pod_name="dying", namespace="default")
+    kube_api.delete("ips", "dying.default")  # its finalizer keeps it terminating
+    dying = kube_api.get("ips", "dying.default")
+    assert dying is not None
+    dying["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    kube_api.put("ips", dying)
+    reports = [gc(kubeconfig, nb_server, "check")[1],
+               gc(kubeconfig, nb_server, "run", "--max-deletions", "1")[1]]
+    kube_api.inject("DELETE", r"/ips/job-7f9c\.default$", 403, times=None)
+    reports.append(gc(kubeconfig, nb_server, "run")[1])
+    outcomes_seen = {(a["kind"], a["outcome"]) for r in reports for a in r["actions"]}
+    assert {("ip", "planned"), ("ip", "done"), ("ip", "failed"), ("ip", "skipped"), ("port", "planned"),
+            ("port", "done"), ("subnet-status", "planned"), ("subnet-status", "done"),
+            ("subnet-status", "skipped")} <= outcomes_seen
+    shapes: dict[str, set[frozenset[str]]] = {}
+    for r in reports:
+        for a in r["actions"]:
+            shapes.setdefault(a["kind"], set()).add(frozenset(a))
+    base = {"kind", "name", "reason", "outcome"}
+    assert shapes["ip"] == {frozenset(base | {"subnet", "addresses", "namespace", "pod", "pod_type", "stuck"})}
+    assert shapes["port"] == {frozenset(base | {"switch", "uuid", "addresses"})}
+    assert shapes["subnet-status"] == {frozenset(base | {"before", "after", "changed"})}
+    nosubnet = next(a for r in reports for a in r["actions"] if a["name"] == "nosubnet.default")
+    assert nosubnet["subnet"] is None and nosubnet["addresses"] is None  # unknown: null, not missing
+    assert {frozenset(r) - {"error"} for r in reports} == {frozenset(reports[0])}  # the reports' own keys too
+
+
+def test_a_pass_that_did_not_run_says_what_stopped_it_and_nothing_else(
+        nb_server: OvsdbServer, tmp_path: Path) -> None:
+    broken = tmp_path / "kubeconfig"
+    broken.write_text("apiVersion: v1\nclusters: [oops\n")
+    args = ["--kubeconfig", str(broken), "--ovn-nb", nb_server.unix_remote]
+    for command in ("check", "run"):
+        text = CliRunner().invoke(main, [command, *args])
+        assert text.exit_code == 2
+        [line] = text.stdout.splitlines()
+        assert line.startswith(f"did not run: configuration: cannot load kubeconfig {broken}")
+        assert line.endswith("nothing was changed → exit 2")
+        assert "nothing to do" not in text.stdout and "would remove" not in text.stdout
+        assert "DRY RUN" not in text.stdout
+        result = CliRunner().invoke(main, [command, *args, "--output", "json"])
+        report = json.loads(result.stdout)
+        assert result.exit_code == 2 and report["exit_code"] == 2
+        assert set(report) == {"dry_run", "exit_code", "started_at", "duration_seconds", "error"}
+        assert report["error"].startswith("configuration: cannot load kubeconfig")

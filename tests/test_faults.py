@@ -18,6 +18,7 @@ from click.testing import CliRunner, Result
 import builders
 from fakeapi import FakeApiServer
 from kube_ovn_gc.cli import main
+from kube_ovn_gc.kube import KubeWriter
 from kube_ovn_gc.model import IpCR, KubeSnapshot, Subnet
 from kube_ovn_gc.run import refresher
 from ovsdb import OvsdbServer
@@ -234,6 +235,74 @@ def test_mass_deletion_brake_refuses_with_exit_4_and_force_overrides(
     assert result.exit_code == 0 and set(outcomes(report, "ip").values()) == {"done"}
     assert all("deletionTimestamp" not in kube_api.get("ips", f"live-{i}.default")["metadata"]  # type: ignore[index]
                for i in range(10))
+
+
+def test_check_over_the_brake_reports_the_whole_plan_exits_1_and_names_the_rail(
+        demo: Cluster, kube_api: FakeApiServer, nb_server: OvsdbServer, kubeconfig: Path) -> None:
+    before = world(kube_api, nb_server)
+    result, report = gc(kubeconfig, nb_server, "check", "--max-deletions", "1")
+    assert result.exit_code == 1, report  # a dry run refuses nothing
+    assert report["refusal"]["rail"] == "max-deletions"
+    assert "more than --max-deletions 1" in report["refusal"]["reason"]
+    assert "error" not in report
+    assert set(outcomes(report, "ip")) == LEAKED_IPS and set(outcomes(report, "ip").values()) == {"planned"}
+    assert outcomes(report, "subnet-status") == {"ovn-default": "planned", "join": "planned"}  # the whole plan
+    text = CliRunner().invoke(main, ["check", "--max-deletions", "1", "--kubeconfig", str(kubeconfig),
+                                     "--ovn-nb", nb_server.unix_remote])
+    assert text.exit_code == 1
+    assert "a real run would be refused by the max-deletions rail: the plan deletes 4 objects" in text.stdout
+    assert world(kube_api, nb_server) == before
+    # the real run is refused by that rail, and says so the same way
+    result, report = gc(kubeconfig, nb_server, "run", "--max-deletions", "1")
+    assert result.exit_code == 4 and report["refusal"]["rail"] == "max-deletions"
+    assert world(kube_api, nb_server) == before
+    # a pass no rail stops carries the key too, as null
+    assert gc(kubeconfig, nb_server, "check")[1]["refusal"] is None
+
+
+def test_a_failure_after_the_deletes_still_reports_them_with_exit_5(
+        demo: Cluster, kube_api: FakeApiServer, nb_server: OvsdbServer, kubeconfig: Path,
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    def broken(*_args: object, **_kw: object) -> None:
+        raise OverflowError("a defect in the status patch")
+
+    monkeypatch.setattr(KubeWriter, "patch_subnet_status", broken)
+    result, report = gc(kubeconfig, nb_server, "run", "--record", str(tmp_path / "rec"))
+    assert result.exit_code == 5, result.stderr
+    assert "internal error: OverflowError: a defect in the status patch" in report["error"]
+    assert set(outcomes(report, "ip").values()) == {"done"} and outcomes(report, "port") == {"old-pod.default": "done"}
+    assert {u["name"] for u in report["undo"]} == LEAKED_IPS | {"old-pod.default"}
+    [recorded] = (tmp_path / "rec").iterdir()
+    assert json.loads(recorded.read_text())["undo"] == report["undo"]
+
+
+@pytest.mark.parametrize("command", ["run", "check"])
+def test_kubevirt_served_but_unlistable_exits_3_and_changes_nothing(
+        command: str, demo: Cluster, kube_api: FakeApiServer, nb_server: OvsdbServer, kubeconfig: Path) -> None:
+    before = world(kube_api, nb_server)
+    kube_api.inject("GET", r"^/apis/kubevirt\.io/v1/virtualmachines$", 500, times=None)  # every retry fails
+    result, report = gc(kubeconfig, nb_server, command, attempts=2)
+    assert result.exit_code == 3, report
+    assert "KubeVirt API is served but its objects could not be read" in report["error"]
+    assert "500" in report["error"]
+    assert "actions" not in report  # it did not run: what stopped it, and nothing else
+    kube_api.clear_faults()
+    assert world(kube_api, nb_server) == before
+
+
+def test_one_unparsable_vm_is_skipped_by_name_and_keeps_its_addresses(
+        demo: Cluster, kube_api: FakeApiServer, nb_server: OvsdbServer, kubeconfig: Path) -> None:
+    vm = kube_api.get("virtualmachines", "vm-stopped", "default")
+    assert vm is not None
+    vm["spec"]["template"]["spec"]["networks"] = "not a list"  # poisons a VM, not the list
+    kube_api.put("virtualmachines", vm)
+    result, report = gc(kubeconfig, nb_server, "run")
+    assert result.exit_code == 0, report
+    skipped = [a for a in report["actions"] if a["outcome"] == "skipped"]
+    assert [(a["kind"], a["name"]) for a in skipped] == [("virtualmachine", "vm-stopped")]
+    assert "default/vm-stopped" in skipped[0]["reason"]
+    assert set(outcomes(report, "ip")) == LEAKED_IPS  # the rest of the pass went on
+    alive_intact(kube_api, nb_server)  # vm-stopped.default: IP CR and port kept
 
 
 def test_stuck_terminating_ips_are_reported_and_released_only_when_asked(

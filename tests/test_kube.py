@@ -667,6 +667,7 @@ def test_kubevirt_unlistable_is_unreadable_not_an_error(cluster: Cluster) -> Non
     assert snap.vms == ()
     assert len(snap.ips) == 5 and len(snap.eips) == 2  # the rest of the pass is read as usual
     assert len(cluster.list_requests("virtualmachines")) == FAST.attempts
+    assert "GET /apis/kubevirt.io/v1/virtualmachines: 500" in snap.kubevirt_error
 
 
 def test_kubevirt_discovery_failing_is_unreadable(cluster: Cluster) -> None:
@@ -1010,3 +1011,30 @@ def test_odd_addresses_keep_what_parses_and_are_counted_again_after_a_conflict(c
     assert [ip.name for ip in ips] == ["good.default"]
     assert [(ip.name, ip.v4, ip.v6) for ip in odd] == [("half.default", "10.16.0.3", ""), ("joined.default", "", "")]
     assert [ip.name for ip in cluster.reader.read_ips()] == ["good.default"]
+
+
+def test_one_unparsable_vm_does_not_lose_the_list(cluster: Cluster) -> None:
+    seed_cluster(cluster.server)
+    cluster.server.create("virtualmachines", {"metadata": {"name": "bad", "namespace": "ns1"},
+                                              "spec": {"template": {"spec": {"networks": "oops"}}}})
+    cluster.server.create("virtualmachineinstances", {"metadata": {"name": "badi", "namespace": "ns2",
+                                                                   "annotations": {"a": 1}}})
+    snap = cluster.reader.read()
+    assert snap.kubevirt is KubevirtState.READ and snap.kubevirt_error == ""
+    # a placeholder owns what a VM of that name owns; the object itself is reported, by name
+    assert sorted((v.kind, v.meta.key) for v in snap.vms) == [
+        ("VirtualMachine", "default/vm1"), ("VirtualMachine", "ns1/bad"),
+        ("VirtualMachineInstance", "ns2/badi"), ("VirtualMachineInstance", "other/vmi1")]
+    assert sorted((kind, name) for kind, name, _ in snap.unparsed) == [
+        ("VirtualMachine", "bad"), ("VirtualMachineInstance", "badi")]
+    assert all("every address named after it is kept" in why for _, _, why in snap.unparsed)
+
+
+def test_an_unparsable_vm_without_a_namespace_makes_kubevirt_unreadable(cluster: Cluster) -> None:
+    seed_cluster(cluster.server)
+    cluster.server.create("virtualmachines", {"metadata": {"name": "bad", "namespace": "ns1"}, "spec": 5})
+    cluster.server.inject("GET", r"/apis/kubevirt.io/v1/virtualmachines$", 200,
+                          body='{"kind": "VirtualMachineList", "metadata": {}, "items": [{"spec": 5}]}', times=None)
+    snap = cluster.reader.read()
+    assert snap.kubevirt is KubevirtState.UNREADABLE and snap.vms == ()
+    assert "no readable name and namespace" in snap.kubevirt_error

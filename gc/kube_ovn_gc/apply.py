@@ -50,10 +50,10 @@ class Context:
 
 def ip_detail(ip: IpCR) -> dict[str, object]:
     return {"subnet": ip.subnet, "addresses": ",".join(a for a in (ip.v4, ip.v6) if a),
-            "namespace": ip.namespace, "pod": ip.pod_name, "pod_type": ip.pod_type}
+            "namespace": ip.namespace, "pod": ip.pod_name, "pod_type": ip.pod_type, "stuck": False}
 
 
-def _port_detail(action: planner.PortAction) -> dict[str, object]:
+def port_detail(action: planner.PortAction) -> dict[str, object]:
     port = action.port
     return {"switch": port.switch, "uuid": port.uuid, "addresses": list(port.addresses)}
 
@@ -181,25 +181,25 @@ def _look_at_port(a: planner.PortAction, ctx: Context) -> ActionRecord | None:
     try:
         if ctx.writer.get_ip_manifest(a.port.name) is not None:
             return ActionRecord("port", a.port.name, "second look: an IP CR of this name exists now", SKIPPED,
-                                _port_detail(a))
+                                port_detail(a))
         owners = _fetch(ctx.writer, planner.lookups_for_port(a.port, ctx.kube.kubevirt, ctx.policy))
         verdict = planner.rejudge_port(a.port, planner.fresh_snapshot(owners, ctx.kube), ctx.policy)
     except GCError as exc:
-        return ActionRecord("port", a.port.name, f"{a.reason}; second look failed: {exc}", FAILED, _port_detail(a))
+        return ActionRecord("port", a.port.name, f"{a.reason}; second look failed: {exc}", FAILED, port_detail(a))
     if isinstance(verdict, planner.Skip) or verdict.alive:
-        return ActionRecord("port", a.port.name, f"second look: {verdict.reason}", SKIPPED, _port_detail(a))
+        return ActionRecord("port", a.port.name, f"second look: {verdict.reason}", SKIPPED, port_detail(a))
     return None
 
 
 def apply_ports(actions: Sequence[planner.PortAction], ctx: Context) -> list[ActionRecord]:
     """Delete leaked ports that have no IP CR, after a second look, in a few guarded NB transactions."""
     if ctx.dry_run:
-        return [ActionRecord("port", a.port.name, a.reason, PLANNED, _port_detail(a)) for a in actions]
+        return [ActionRecord("port", a.port.name, a.reason, PLANNED, port_detail(a)) for a in actions]
     if not actions:
         return []
 
     def not_acted(a: planner.PortAction, why: str) -> ActionRecord | None:
-        return ActionRecord("port", a.port.name, why, SKIPPED, _port_detail(a))
+        return ActionRecord("port", a.port.name, why, SKIPPED, port_detail(a))
 
     looked, refusal = _in_parallel(actions, lambda a: _look_at_port(a, ctx), ctx, not_acted)
     records = [r for r in looked if r is not None]
@@ -214,7 +214,7 @@ def apply_ports(actions: Sequence[planner.PortAction], ctx: Context) -> list[Act
     except GCError as exc:
         log.error("port deletion failed: %s", exc)
         return records + [ActionRecord("port", a.port.name, f"{a.reason}; delete failed: {exc}", FAILED,
-                                       _port_detail(a)) for a in survivors]
+                                       port_detail(a)) for a in survivors]
     for a in survivors:
         result = results.get(a.port.uuid, "failed")
         if result in ("done", "gone"):
@@ -222,14 +222,14 @@ def apply_ports(actions: Sequence[planner.PortAction], ctx: Context) -> list[Act
                      extra={"action": "delete-port", "object": a.port.name, "reason": a.reason})
             if a.port.uuid in rows:
                 ctx.undo.append({"kind": "port", "name": a.port.name, **rows[a.port.uuid]})
-            records.append(ActionRecord("port", a.port.name, a.reason, DONE, _port_detail(a)))
+            records.append(ActionRecord("port", a.port.name, a.reason, DONE, port_detail(a)))
         elif result == "changed":
             log.warning("port %s skipped: changed since it was read", a.port.name)
             records.append(ActionRecord("port", a.port.name, "changed since read: left alone", SKIPPED,
-                                        _port_detail(a)))
+                                        port_detail(a)))
         else:
             records.append(ActionRecord("port", a.port.name, f"{a.reason}; delete failed: {result}", FAILED,
-                                        _port_detail(a)))
+                                        port_detail(a)))
     return records
 
 

@@ -184,7 +184,8 @@ def main() -> None:
     \b
     Exit codes:
       0  pass completed: nothing leaked, or everything leaked was removed
-      1  leaks or status drift found and left in place (check, --dry-run)
+      1  leaks or status drift found and left in place (check, --dry-run; a real run
+         would be refused by a rail: the report names it)
       2  usage or configuration error
       3  could not complete: NB or API unreachable, a read failed; nothing changed
       4  refused by a safety rail; nothing changed
@@ -206,7 +207,10 @@ def run(dry_run: bool, **opts: Any) -> None:
 @connection_options
 @pass_options
 def check(**opts: Any) -> None:
-    """Same as `run --dry-run`, for CI: exit 0 when clean, 1 when anything was found."""
+    """Same as `run --dry-run`, for CI: exit 0 when clean, 1 when anything was found.
+
+    A dry run is never refused by a safety rail: it reports the whole plan, and the rail a real run
+    would trip (exit 1)."""
     _pass(True, opts)
 
 

@@ -74,6 +74,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 Raw = Mapping[str, Any]
 """One decoded JSON object as the API server sent it."""
+Unparsed = tuple[tuple[str, str, str], ...]
+"""Objects skipped because they do not parse: ``(kind, name, why)``."""
 
 RESERVED_LABEL: Final = "ovn.kubernetes.io/ip_reserved"
 SUBNET_LABEL: Final = "ovn.kubernetes.io/subnet"
@@ -635,6 +637,28 @@ def parse_vmi(obj: Any) -> VirtualMachine:
     )
 
 
+def _vm_or_placeholder(parse: Callable[[Any], VirtualMachine], kind: str) -> Callable[[Any], VirtualMachine]:
+    """``parse``, but a VM (or VMI) that does not parse and still has a name and namespace is not a reason to
+    lose the whole list: it raises :class:`Salvageable` with a placeholder that owns what a VM of that name
+    owns (``<vm>.<ns>`` and every address whose IP CR or port names it as its pod), and is reported skipped."""
+
+    def parse_or_placeholder(obj: Any) -> VirtualMachine:
+        try:
+            return parse(obj)
+        except ParseError as exc:
+            meta = obj.get("metadata") if isinstance(obj, dict) else None
+            name = meta.get("name") if isinstance(meta, dict) else None
+            namespace = meta.get("namespace") if isinstance(meta, dict) else None
+            if not isinstance(name, str) or not name or not isinstance(namespace, str) or not namespace:
+                raise  # not even a name: nothing could be protected by it
+            where = f"{namespace}/{name}"
+            placeholder = VirtualMachine(meta=Meta(name, sys.intern(namespace)), kind=kind, multus_networks=(),
+                                         spec_networks=())
+            raise Salvageable(f"{where}: {exc}; every address named after it is kept", placeholder) from exc
+
+    return parse_or_placeholder
+
+
 def parse_vip(obj: Any) -> Vip:
     root = _root(obj)
     spec = _obj(root, "spec", "")
@@ -1176,9 +1200,10 @@ class KubeReader(_KubeAccess):
         pods, _ = self._list(PODS, parse_pod)
         nodes, _ = self._list(NODES, parse_node)
         statefulsets, _ = self._list(STATEFULSETS, parse_statefulset)
-        kubevirt, vms = self._read_kubevirt()
+        kubevirt, vms, kubevirt_error, bad_vms = self._read_kubevirt()
         vips = self._list_optional(VIPS, parse_vip)
         eips = self._list_optional(IPTABLES_EIPS, parse_iptables_eip) + self._list_optional(OVN_EIPS, parse_ovn_eip)
+        unparsed += bad_vms
         _log_unparsed(unparsed)
         return KubeSnapshot(
             ips=ips,
@@ -1190,26 +1215,38 @@ class KubeReader(_KubeAccess):
             vips=vips,
             eips=eips,
             kubevirt=kubevirt,
+            kubevirt_error=kubevirt_error,
             unparsed=unparsed,
             odd_ips=tuple(odd_ips),
         )
 
-    def _read_kubevirt(self) -> tuple[KubevirtState, tuple[VirtualMachine, ...]]:
+    def _read_kubevirt(self) -> tuple[KubevirtState, tuple[VirtualMachine, ...], str, Unparsed]:
+        """The VMs and VMIs, the state of the KubeVirt API, why it is unreadable (or ""), and the objects
+        skipped: one VM that does not parse is skipped by name, not a reason to lose the list."""
         try:
             retrying(self._retry, "GET /apis/kubevirt.io/v1", partial(self._api.discover, "kubevirt.io", "v1"))
         except NotFoundError:
             log.info("KubeVirt API kubevirt.io/v1 is not served: no virtual machines")
-            return KubevirtState.ABSENT, ()
+            return KubevirtState.ABSENT, (), "", ()
         except GCError as exc:
             log.warning("KubeVirt API cannot be discovered (%s): protecting anything VM-like", exc)
-            return KubevirtState.UNREADABLE, ()
+            return KubevirtState.UNREADABLE, (), str(exc), ()
+        placeholders: list[VirtualMachine] = []
         try:
-            vms, _ = self._list(VMS, parse_vm)
-            vmis, _ = self._list(VMIS, parse_vmi)
+            vms, bad_vms = self._list(VMS, _vm_or_placeholder(parse_vm, VMS.kind), tolerate=True,
+                                      salvage=placeholders)
+            vmis, bad_vmis = self._list(VMIS, _vm_or_placeholder(parse_vmi, VMIS.kind), tolerate=True,
+                                        salvage=placeholders)
         except GCError as exc:
             log.warning("KubeVirt objects cannot be listed (%s): protecting anything VM-like", exc)
-            return KubevirtState.UNREADABLE, ()
-        return KubevirtState.READ, vms + vmis
+            return KubevirtState.UNREADABLE, (), str(exc), ()
+        bad = bad_vms + bad_vmis
+        if len(bad) > len(placeholders):
+            why = (f"{len(bad) - len(placeholders)} KubeVirt object(s) cannot be parsed and have no readable name "
+                   "and namespace to protect: " + "; ".join(f"{kind} {name!r}: {why}" for kind, name, why in bad))
+            log.warning("%s: protecting anything VM-like", why)
+            return KubevirtState.UNREADABLE, (), why, ()
+        return KubevirtState.READ, vms + vmis + tuple(placeholders), "", bad
 
     def _list_optional(self, k: _Kind, parse: Callable[[Any], T]) -> tuple[T, ...]:
         """A list of a CRD that may not be installed: 404 means there are none."""

@@ -214,6 +214,7 @@ class KubeSnapshot:
     vips: tuple[Vip, ...] = ()
     eips: tuple[Eip, ...] = ()
     kubevirt: KubevirtState = KubevirtState.ABSENT
+    kubevirt_error: str = ""  # why the KubeVirt API is UNREADABLE
     unparsed: tuple[tuple[str, str, str], ...] = field(default=())  # (kind, name, why)
     # IP CRs whose address does not parse (also in ``unparsed``: never judged, never collected), with
     # the addresses that do: Kube-OVN counts them in their Subnet all the same (see status.py).

@@ -13,6 +13,7 @@ import msgspec
 
 if TYPE_CHECKING:
     from .plan import SubnetSummary
+    from .safety import Refusal
 
 
 class ExitCode(IntEnum):
@@ -26,18 +27,29 @@ class ExitCode(IntEnum):
 
 PLANNED, DONE, FAILED, SKIPPED = "planned", "done", "failed", "skipped"
 
+ACTION_KEYS: dict[str, tuple[str, ...]] = {
+    "ip": ("subnet", "addresses", "namespace", "pod", "pod_type", "stuck"),
+    "port": ("switch", "uuid", "addresses"),
+    "subnet-status": ("before", "after", "changed"),
+}
+"""The keys every action of a kind carries in the JSON report, ``null`` where unknown (a skipped object
+that could not be parsed, a plan refused whole), so that ``jq`` over reports never meets a missing key."""
+
 
 @dataclass(frozen=True)
 class ActionRecord:
-    kind: str  # "ip" | "port" | "subnet-status"
+    kind: str  # "ip" | "port" | "subnet-status" (or the kind of an object that could not be parsed)
     name: str
     reason: str
     outcome: str  # planned | done | failed | skipped
     detail: dict[str, object] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, object]:
-        return {"kind": self.kind, "name": self.name, "reason": self.reason, "outcome": self.outcome,
-                **self.detail}
+        out: dict[str, object] = {"kind": self.kind, "name": self.name, "reason": self.reason,
+                                  "outcome": self.outcome}
+        out.update(dict.fromkeys(ACTION_KEYS.get(self.kind, ())))
+        out.update(self.detail)
+        return out
 
 
 @dataclass(frozen=True)
@@ -51,6 +63,8 @@ class Report:
     error: str | None = None
     extra: dict[str, object] = field(default_factory=dict)
     subnets: tuple[SubnetSummary, ...] = ()  # recomputed numbers of every subnet (metrics)
+    refusal: Refusal | None = None  # the rail this plan trips: refused (real run) or would be (dry run)
+    ran: bool = True  # False: stopped before a plan was made (configuration, a failed read, the Lease)
 
     def counts(self) -> Counter[tuple[str, str]]:
         return Counter((a.kind, a.outcome) for a in self.actions)
@@ -61,10 +75,16 @@ class Report:
             "exit_code": self.exit_code,
             "started_at": self.started_at.isoformat(),
             "duration_seconds": round(self.duration_seconds, 3),
-            "inventory": self.inventory,
-            "actions": [a.as_json() for a in self.actions],
-            "subnets": [dataclasses.asdict(s) for s in self.subnets],
         }
+        if not self.ran:  # what stopped it, and nothing else
+            out["error"] = self.error
+            return out
+        out["inventory"] = self.inventory
+        out["actions"] = [a.as_json() for a in self.actions]
+        out["subnets"] = [dataclasses.asdict(s) for s in self.subnets]
+        if self.extra.get("command") != "restore":
+            out["refusal"] = None if self.refusal is None else {"rail": self.refusal.rail,
+                                                                 "reason": self.refusal.reason}
         if self.error:
             out["error"] = self.error
         out.update(self.extra)
@@ -76,6 +96,8 @@ class Report:
         return msgspec.json.format(msgspec.json.encode(self.as_json(), enc_hook=str), indent=2).decode()
 
     def summary(self) -> str:
+        if not self.ran:  # one line, whatever the error's own text (a YAML parser's runs over several)
+            return f"did not run: {' '.join(str(self.error).split())}; nothing was changed → exit {self.exit_code}"
         c = self.counts()
         if self.extra.get("command") == "restore":
             return (f"restored {c['ip', DONE]} IP CRs and {c['port', DONE]} ports; "
@@ -96,7 +118,16 @@ class Report:
         return (f"{head}{'; '.join(parts)} (scanned {scanned}) in {self.duration_seconds:.1f}s"
                 f" → exit {self.exit_code}")
 
+    def refusal_line(self) -> str | None:
+        """Which rail refused the plan (or would refuse it, in a dry run), in one line."""
+        if self.refusal is None:
+            return None
+        verb = "a real run would be refused" if self.dry_run else "refused, nothing changed,"
+        return f"{verb} by the {self.refusal.rail} rail: {self.refusal.reason} (--force overrides)"
+
     def to_text(self) -> str:
+        if not self.ran:  # what stopped it, and nothing else: no empty table, no zero counts
+            return self.summary() + "\n"
         lines: list[str] = []
         if self.dry_run:
             lines.append("*** DRY RUN: nothing was changed ***")
@@ -109,6 +140,8 @@ class Report:
                 lines.append("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:4])) + "  " + row[4])
         else:
             lines.append("nothing to do")
+        if (refused := self.refusal_line()) is not None:
+            lines.append(refused)
         lines.append(self.summary())
         return "\n".join(lines) + "\n"
 

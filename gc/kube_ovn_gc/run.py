@@ -18,7 +18,7 @@ from . import apply, safety
 from . import plan as planner
 from .errors import ConfigError, GCError, SafetyError
 from .interfaces import KubeReads, KubeWrites, Northbound
-from .model import KubeSnapshot, NbSnapshot, Snapshot
+from .model import KubeSnapshot, KubevirtState, NbSnapshot, Snapshot
 from .report import DONE, FAILED, PLANNED, SKIPPED, ActionRecord, ExitCode, Report
 from .settings import Settings
 
@@ -98,9 +98,8 @@ def _no_guard() -> None:
 
 def _refused(the_plan: planner.Plan) -> list[ActionRecord]:
     """What would have gone, when a rail refuses the whole plan."""
-    return ([ActionRecord("ip", a.ip.meta.name, a.reason, PLANNED, {"subnet": a.ip.subnet}) for a in the_plan.ips]
-            + [ActionRecord("port", a.port.name, a.reason, PLANNED, {"switch": a.port.switch, "uuid": a.port.uuid})
-               for a in the_plan.ports])
+    return ([ActionRecord("ip", a.ip.meta.name, a.reason, PLANNED, apply.ip_detail(a.ip)) for a in the_plan.ips]
+            + [ActionRecord("port", a.port.name, a.reason, PLANNED, apply.port_detail(a)) for a in the_plan.ports])
 
 
 def _skipped(skips: tuple[planner.Skip, ...], kube: KubeSnapshot) -> list[ActionRecord]:
@@ -142,9 +141,10 @@ def _run_pass(settings: Settings, backends: Backends | None) -> Report:
     subnets: tuple[planner.SubnetSummary, ...] = ()
     undo: list[dict[str, object]] = []
 
-    def finish(code: ExitCode, actions: list[ActionRecord], error: str | None = None) -> Report:
+    def finish(code: ExitCode, actions: list[ActionRecord], error: str | None = None, *,
+               refusal: safety.Refusal | None = None, ran: bool = True) -> Report:
         report = Report(settings.dry_run, int(code), started, time.monotonic() - clock, inventory,
-                        tuple(actions), error, extra={"undo": undo}, subnets=subnets)
+                        tuple(actions), error, extra={"undo": undo}, subnets=subnets, refusal=refusal, ran=ran)
         _record(settings, report)
         log.info("%s", report.summary())
         return report
@@ -172,6 +172,12 @@ def _run_pass(settings: Settings, backends: Backends | None) -> Report:
                 guard = lease_held.enter_context(one_runner() if one_runner else nullcontext(_no_guard))
                 nb, nb_snapshot = nb_read.result()
             kube_snapshot = backends.reader.read()
+            if kube_snapshot.kubevirt is KubevirtState.UNREADABLE:
+                # Served but not listed: the owner inventory is incomplete, as after any failed list. Nothing
+                # is judged, nothing changes (upstream reached the same rule: kube-ovn#6824).
+                why = f"the KubeVirt API is served but its objects could not be read: {kube_snapshot.kubevirt_error}"
+                log.error("could not read everything; nothing was changed: %s", why)
+                return finish(ExitCode.INCOMPLETE, [], why, ran=False)
             # The snapshot lives for the whole pass: out of the cyclic collector's sight, its
             # millions of objects cost no more scans while we plan and act.
             gc.freeze()
@@ -182,9 +188,11 @@ def _run_pass(settings: Settings, backends: Backends | None) -> Report:
             the_plan = planner.plan(snapshot, policy)
             actions += _skipped(the_plan.skipped, kube_snapshot)
             refusal = safety.brake(the_plan, snapshot, settings.limits)
-            if refusal is not None:
-                log.error("refused by a safety rail, nothing changed: %s (--force overrides)", refusal)
-                return finish(ExitCode.REFUSED, actions + _refused(the_plan), f"refused: {refusal}")
+            if refusal is not None and not settings.dry_run:
+                log.error("refused by the %s rail, nothing changed: %s (--force overrides)", refusal.rail, refusal)
+                return finish(ExitCode.REFUSED, actions + _refused(the_plan), f"refused: {refusal}", refusal=refusal)
+            if refusal is not None:  # a dry run refuses nothing: the whole plan, and what a real run would do
+                log.warning("a real run would be refused by the %s rail: %s (--force overrides)", refusal.rail, refusal)
             ctx = apply.Context(backends.writer, nb, kube_snapshot, policy, settings.dry_run, guard, undo,
                                 workers=settings.workers)
             released: set[str] = set()
@@ -198,7 +206,8 @@ def _run_pass(settings: Settings, backends: Backends | None) -> Report:
                 except apply.StopActing as stop:
                     log.error("stopped acting: %s", stop.__cause__)
                     actions += stop.records
-                    report = finish(_exit_code(actions, stopped=True), actions, f"stopped: {stop.__cause__}")
+                    report = finish(_exit_code(actions, stopped=True), actions, f"stopped: {stop.__cause__}",
+                                refusal=refusal)
                     return _announce(backends, report, kube_snapshot)
                 status_plan = planner.plan_statuses(kube_snapshot, released)
                 subnets = status_plan.summaries
@@ -212,17 +221,17 @@ def _run_pass(settings: Settings, backends: Backends | None) -> Report:
                     raise
                 log.exception("stopped after changes were made; reporting what was done")
                 what = str(exc) if isinstance(exc, GCError) else f"internal error: {type(exc).__name__}: {exc}"
-                return finish(ExitCode.PARTIAL, actions, f"stopped after changes were made: {what}")
+                return finish(ExitCode.PARTIAL, actions, f"stopped after changes were made: {what}", refusal=refusal)
     except ConfigError as exc:
         log.error("configuration error: %s", exc)
-        return finish(ExitCode.USAGE, [], f"configuration: {exc}")
+        return finish(ExitCode.USAGE, [], f"configuration: {exc}", ran=False)
     except SafetyError as exc:
         log.error("refused by a safety rail, nothing changed: %s", exc)
-        return finish(ExitCode.REFUSED, [], f"refused: {exc}")
+        return finish(ExitCode.REFUSED, [], f"refused: {exc}", ran=False)
     except GCError as exc:
         log.error("could not read everything; nothing was changed: %s", exc)
-        return finish(ExitCode.INCOMPLETE, [], str(exc))
-    return _announce(backends, finish(_exit_code(actions, stopped), actions), kube_snapshot)
+        return finish(ExitCode.INCOMPLETE, [], str(exc), ran=False)
+    return _announce(backends, finish(_exit_code(actions, stopped), actions, refusal=refusal), kube_snapshot)
 
 
 def _announce(backends: Backends, report: Report, kube: KubeSnapshot) -> Report:
