@@ -706,3 +706,19 @@ def test_event_messages_are_bounded() -> None:
     body = events.event_body(long, "s.1", "default", "", "kube-ovn-gc", "pod-1", T0)
     assert len(body["message"]) == events.MESSAGE_LIMIT
     assert body["firstTimestamp"] == "2025-03-01T12:00:00Z"
+
+
+def test_metrics_of_counts_beyond_64_bits_are_floats_not_a_crash() -> None:
+    # Prometheus samples are float64: 2^72 - 4 is exposed as its nearest float, which is all a gauge holds.
+    from prometheus_client import generate_latest
+
+    wide = ActionRecord("subnet-status", "wide6", "status drift", DONE,
+                        {"before": {"v6usingIPs": "4722366482869645213696", "v6availableIPs": "4.722366482869645e+21"},
+                         "after": {"v6usingIPs": 2**72 - 4, "v6availableIPs": 2**72 - 4}, "changed": ["v6usingIPs"]})
+    report = Report(False, 0, T0, 1.0, {"subnets": 1}, (wide,),
+                    subnets=(SubnetSummary("wide6", 0, 0, 2**72 - 4, 2**72 - 4, 1),))
+    samples = {(f.name, frozenset(s.labels.items())): s.value
+               for f in text_string_to_metric_families(generate_latest(metrics.build_registry(report)).decode())
+               for s in f.samples}
+    assert samples["kube_ovn_gc_subnet_available_ips", frozenset({("subnet", "wide6"), ("family", "ipv6")})] == 2.0**72
+    assert samples["kube_ovn_gc_subnet_using_ips_drift", frozenset({("subnet", "wide6"), ("family", "ipv6")})] == 0

@@ -270,11 +270,12 @@ class Salvageable(ParseError):
 class OddAddressError(Salvageable):
     """An IP CR that parses but for an address: never judged, yet counted in its Subnet.
 
-    Kube-OVN counts the IP CRs of a Subnet whatever their address (``calculateUsingIPs``,
-    pkg/controller/subnet_status.go v1.14.0-v1.16.0; ``calcSubnetStatusIP`` in
-    pkg/controller/subnet.go v1.12.0/v1.13.0: ``usingIPNums := len(podUsedIPs)``; an
-    unparsable address is in no ``excludeIps`` entry: ``util.ContainsIPs`` compares strings or
-    ``IP2BigInt`` of nil = 0). ``salvaged`` is the IP CR with only the addresses that parse.
+    Kube-OVN counts the IP CRs of a Subnet whatever their address: ``calcSubnetStatusIP`` /
+    ``calcDualSubnetStatusIP`` in pkg/controller/subnet.go (v1.12.0-v1.14.0: ``len(podUsedIPs)``),
+    ``calculateUsingIPs`` in pkg/controller/subnet_status.go (v1.15.0, v1.16.0: ``usingIPNums :=
+    len(podUsedIPs)``); an unparsable address is in no ``excludeIps`` entry (pkg/util/net.go
+    ``ContainsIPs`` compares strings, or ``IP2BigInt`` of a nil IP, 0). ``salvaged`` is the IP CR
+    with only the addresses that parse.
     """
 
 
