@@ -122,8 +122,10 @@ class Report:
         """Which rail refused the plan (or would refuse it, in a dry run), in one line."""
         if self.refusal is None:
             return None
-        verb = "a real run would be refused" if self.dry_run else "refused, nothing changed,"
-        return f"{verb} by the {self.refusal.rail} rail: {self.refusal.reason} (--force overrides)"
+        rail, reason = self.refusal.rail, self.refusal.reason
+        if self.dry_run:
+            return f"a real run would be refused by the {rail} rail: {reason} (--force overrides)"
+        return f"refused by the {rail} rail, nothing changed: {reason} (--force overrides)"
 
     def to_text(self) -> str:
         if not self.ran:  # what stopped it, and nothing else: no empty table, no zero counts
