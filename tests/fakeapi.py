@@ -4,7 +4,9 @@ No kube-apiserver can run here, so this serves the few resources kube-ovn-gc
 touches over real HTTP (stdlib ``ThreadingHTTPServer``), with the conventions
 the real server keeps: resourceVersion preconditions, Status bodies with the
 real messages, paged lists served from a snapshot, status subresources,
-finalizers and deletionTimestamp, merge / JSON / strategic-merge patches.
+finalizers and deletionTimestamp, merge / JSON / strategic-merge patches, and
+numbers kept as it keeps them (an integer beyond int64 in a body becomes the
+nearest float64; ``requests`` records the body exactly as sent).
 
 Tests seed and inspect state in-process (``create``, ``get``, ``list``,
 ``put``, ``delete``, ``remove_finalizers``), steer the wire with ``inject``
