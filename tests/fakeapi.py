@@ -16,6 +16,11 @@ matching request), and read ``requests`` to see what the client sent.
 Deliberate simplifications (the real server differs here):
 
 - no watch (``?watch=true`` is 405) and no server-side apply (415);
+- ``pods/log`` serves what the test wrote with :meth:`FakeApiServer.write_log` (as text/plain,
+  streamed with chunked encoding under ``follow=true`` until :meth:`FakeApiServer.close_log`); no
+  controller runs a Job or a Deployment (``tests/jobcontroller.py`` runs Jobs in the tests that need it);
+- no authorization unless a bearer token is :meth:`FakeApiServer.restrict`-ed: its requests then pass
+  an RBAC-like check and are refused with kube-apiserver's 403 message;
 - strategic merge patch on built-in types is a plain merge patch (lists are
   replaced, not merged by key); on custom resources it is 415, as for real;
 - only finalizers delay a delete: no pod graceful termination, no
@@ -43,10 +48,12 @@ import json
 import random
 import re
 import socket
+import ssl
+import subprocess
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -120,6 +127,9 @@ RESOURCES: tuple[ResourceType, ...] = (
     ResourceType("", "v1", "namespaces", "namespace", "Namespace", False, True, returns_deleted=True),
     ResourceType("", "v1", "events", "event", "Event", True, False),
     ResourceType("apps", "v1", "statefulsets", "statefulset", "StatefulSet", True, True, True),
+    ResourceType("apps", "v1", "deployments", "deployment", "Deployment", True, True, True),
+    ResourceType("batch", "v1", "cronjobs", "cronjob", "CronJob", True, True, True),
+    ResourceType("batch", "v1", "jobs", "job", "Job", True, True, True),
     ResourceType("coordination.k8s.io", "v1", "leases", "lease", "Lease", True, False),
     ResourceType("events.k8s.io", "v1", "events", "event", "Event", True, False),
     _cr("ips", "ip", "IP", "kubeovn.io", False, False),
@@ -400,6 +410,7 @@ class RequestRecord:
     status: int
     content_type: str
     body: Any = None
+    user: str = ""  # the user of a restrict()-ed token, else ""
 
 
 @dataclass
@@ -465,6 +476,32 @@ class _Rule:
         return self.method in ("*", method) and self.pattern.search(path) is not None
 
 
+class Stream:
+    """A streamed answer (``follow=true`` logs): chunks of bytes, sent with chunked transfer encoding."""
+
+    def __init__(self, chunks: Iterator[bytes], content_type: str = "text/plain") -> None:
+        self.chunks = chunks
+        self.content_type = content_type
+
+
+@dataclass
+class _Log:
+    """One container's log: what was written so far, and whether the container has ended."""
+
+    data: bytearray = field(default_factory=bytearray)
+    closed: bool = False
+
+
+Authorizer = Callable[[str, str, str, str, str, str], bool]
+"""(verb, API group, resource, subresource, namespace, name) -> allowed."""
+
+
+@dataclass(frozen=True)
+class _Subject:
+    user: str
+    allow: Authorizer
+
+
 @dataclass(frozen=True)
 class _Snapshot:
     resource: ResourceType
@@ -482,6 +519,18 @@ def _int64_or_float(text: str) -> int | float:
     when it fits, else a ``float64`` ("falling back to float64 on any parse or overflow error")."""
     value = int(text)
     return value if -INT64_MAX - 1 <= value <= INT64_MAX else float(value)
+
+
+def make_tls_files(directory: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (its own CA) and its key, made with the openssl CLI."""
+    cert, key = directory / "apiserver.crt", directory / "apiserver.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-days", "2", "-subj", "/CN=fake-apiserver", "-keyout", str(key), "-out", str(cert),
+                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+                    "-addext", "basicConstraints=critical,CA:TRUE",
+                    "-addext", "keyUsage=critical,digitalSignature,keyCertSign"],
+                   check=True, capture_output=True)
+    return cert, key
 
 
 def _encode(payload: Any) -> bytes:
@@ -510,8 +559,12 @@ def _meta(obj: JSON) -> JSON:
 class FakeApiServer:
     """An in-memory kube-apiserver on ``http://127.0.0.1:<port>``; see the module docstring."""
 
-    def __init__(self, *, kubevirt: bool = True, clock: Callable[[], datetime] | None = None) -> None:
+    def __init__(self, *, kubevirt: bool = True, clock: Callable[[], datetime] | None = None,
+                 tls: tuple[Path, Path] | None = None) -> None:
+        """``tls``: (certificate, private key) to serve HTTPS, as kubectl needs: it sends no credentials
+        over plain HTTP (kubernetes/kubectl#744). :func:`make_tls_files` makes a pair."""
         self.kubevirt = kubevirt
+        self.tls = tls
         self._clock = clock or (lambda: datetime.now(UTC))
         self._types = tuple(rt for rt in RESOURCES if kubevirt or rt.group != "kubevirt.io")
         self._lock = threading.RLock()
@@ -521,6 +574,10 @@ class FakeApiServer:
         self._faults: list[_Rule] = []
         self._hooks: list[_Rule] = []
         self._log: list[RequestRecord] = []
+        self._logs: dict[tuple[str, str, str], _Log] = {}
+        self._logs_changed = threading.Condition(self._lock)
+        self._subjects: dict[str, _Subject] = {}
+        self._stopping = False
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -528,7 +585,7 @@ class FakeApiServer:
 
     def start(self) -> FakeApiServer:
         if self._httpd is None:
-            self._httpd = _HTTPServer(self)
+            self._httpd = _HTTPServer(self, self.tls)
             self._thread = threading.Thread(
                 target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
             )
@@ -539,6 +596,9 @@ class FakeApiServer:
         httpd, self._httpd = self._httpd, None
         if httpd is None:
             return
+        with self._lock:  # end every log stream that is still following
+            self._stopping = True
+            self._logs_changed.notify_all()
         httpd.shutdown()
         httpd.close_connections()
         httpd.server_close()
@@ -556,20 +616,27 @@ class FakeApiServer:
     def url(self) -> str:
         if self._httpd is None:
             raise RuntimeError("FakeApiServer is not started")
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://127.0.0.1:{self._httpd.server_address[1]}"
 
-    def write_kubeconfig(self, path: str | Path, context: str = "fake") -> Path:
+    def write_kubeconfig(self, path: str | Path, context: str = "fake", token: str = "fake-token") -> Path:
         config = {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": context, "cluster": {"server": self.url}}],
-            "users": [{"name": context, "user": {"token": "fake-token"}}],
+            "clusters": [{"name": context, "cluster": self._cluster_entry()}],
+            "users": [{"name": context, "user": {"token": token}}],
             "contexts": [{"name": context, "context": {"cluster": context, "user": context}}],
             "current-context": context,
         }
         out = Path(path)
         out.write_text(yaml.safe_dump(config, sort_keys=False))
         return out
+
+    def _cluster_entry(self) -> JSON:
+        entry: JSON = {"server": self.url}
+        if self.tls:
+            entry["certificate-authority-data"] = base64.b64encode(Path(self.tls[0]).read_bytes()).decode()
+        return entry
 
     # ------------------------------------------------------------------ test-side API
 
@@ -677,6 +744,31 @@ class FakeApiServer:
             self._store[rt][key] = new
             return copy.deepcopy(new)
 
+    def restrict(self, token: str, user: str, allow: Authorizer) -> None:
+        """Requests with bearer ``token`` act as ``user`` and are refused (403, kube-apiserver's RBAC
+        message) unless ``allow(verb, group, resource, subresource, namespace, name)``; other tokens
+        stay unrestricted."""
+        with self._lock:
+            self._subjects[token] = _Subject(user, allow)
+
+    def write_log(self, namespace: str, pod: str, container: str, text: str | bytes) -> None:
+        """Append to a container's log (what its stdout and stderr wrote); followers get it at once."""
+        with self._lock:
+            entry = self._logs.setdefault((namespace, pod, container), _Log())
+            entry.data += text.encode() if isinstance(text, str) else text
+            self._logs_changed.notify_all()
+
+    def close_log(self, namespace: str, pod: str, container: str) -> None:
+        """The container has ended: follow streams of its log end once they have sent everything."""
+        with self._lock:
+            self._logs.setdefault((namespace, pod, container), _Log()).closed = True
+            self._logs_changed.notify_all()
+
+    def read_log(self, namespace: str, pod: str, container: str) -> str:
+        with self._lock:
+            entry = self._logs.get((namespace, pod, container))
+            return bytes(entry.data).decode() if entry else ""
+
     def expire_continue_tokens(self) -> None:
         """Forget every list snapshot, as etcd compaction would: later pages get 410 Expired."""
         with self._lock:
@@ -761,18 +853,65 @@ class FakeApiServer:
                     payload = status_body(status, _REASONS.get(status, "Unknown"),
                                           f"injected fault: HTTP {status}", details)
             else:
-                if not headers.get("authorization", "").startswith("Bearer "):
+                auth = headers.get("authorization", "")
+                if not auth.startswith("Bearer "):
                     raise StatusError(401, "Unauthorized")
-                status, payload = self._dispatch(method, t, query, ctype, raw, body)
+                token = auth.removeprefix("Bearer ").strip()
+                if (t.group, t.resource, method) == ("authorization.k8s.io", "selfsubjectaccessreviews", "POST"):
+                    status, payload = 201, self._access_review(token, body)
+                else:
+                    self._authorize(token, t)
+                    status, payload = self._dispatch(method, t, query, ctype, raw, body)
+                if isinstance(payload, Stream):
+                    extra = {"Content-Type": payload.content_type}
+                elif t.subresource == "log":
+                    extra = {"Content-Type": "text/plain"}
         except StatusError as exc:
             status, payload = exc.code, exc.body()
         except Exception as exc:  # a bug in the fake or a hook: answer like an apiserver panic would
             status, payload = 500, status_body(500, "InternalError", f"fake apiserver: {exc!r}")
+        subject = self._subjects.get(headers.get("authorization", "").removeprefix("Bearer ").strip())
         record = RequestRecord(method, path, query, t.verb, t.group, t.version, t.resource, t.subresource,
-                               t.namespace, t.name, status, ctype, sent)
+                               t.namespace, t.name, status, ctype, sent, subject.user if subject else "")
         with self._lock:
             self._log.append(record)
         return status, payload, extra
+
+    def _access_review(self, token: str, body: Any) -> JSON:
+        """``SelfSubjectAccessReview`` (every authenticated user may create one: ``system:basic-user``),
+        answered by the same check as the token's requests."""
+        attrs = ((body or {}).get("spec") or {}).get("resourceAttributes") if isinstance(body, dict) else None
+        if not isinstance(attrs, dict):
+            raise StatusError(422, "spec.resourceAttributes: Required value")
+        with self._lock:
+            subject = self._subjects.get(token)
+        allowed = subject is None or subject.allow(
+            attrs.get("verb", ""), attrs.get("group", ""), attrs.get("resource", ""), attrs.get("subresource", ""),
+            attrs.get("namespace", ""), attrs.get("name", ""))
+        return {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview", "metadata": {},
+                "spec": body["spec"], "status": {"allowed": allowed}}
+
+    def _authorize(self, token: str, t: _Target) -> None:
+        """RBAC for a :meth:`restrict`-ed token, with the message of kube-apiserver's ``forbiddenMessage``
+        (staging/src/k8s.io/apiserver/pkg/endpoints/handlers/responsewriters/errors.go) wrapped by
+        ``apierrors.NewForbidden``."""
+        with self._lock:
+            subject = self._subjects.get(token)
+        if subject is None or not t.resource:  # discovery is open to every authenticated user
+            return
+        if subject.allow(t.verb, t.group, t.resource, t.subresource, t.namespace, t.name):
+            return
+        full = f"{t.resource}/{t.subresource}" if t.subresource else t.resource
+        where = f"in the namespace {t.namespace!r}" if t.namespace else "at the cluster scope"
+        why = (f'User "{subject.user}" cannot {t.verb} resource "{full}" in API group "{t.group}" '
+               f'{where}').replace("'", '"')
+        qualified = f"{t.resource}.{t.group}" if t.group else t.resource
+        subject_text = f'{qualified} "{t.name}"' if t.name else qualified
+        details: JSON = {"name": t.name} if t.name else {}
+        if t.group:
+            details["group"] = t.group
+        details["kind"] = t.resource
+        raise StatusError(403, f"{subject_text} is forbidden: {why}", details)
 
     def _dispatch(self, method: str, t: _Target, query: dict[str, str], ctype: str, raw: bytes,
                   body: Any) -> tuple[int, Any]:
@@ -785,6 +924,10 @@ class FakeApiServer:
         if rt is None or (t.namespaced_path and not rt.namespaced) or (
                 not t.namespaced_path and t.name and rt.namespaced):
             raise _no_route()
+        if rt.plural == "pods" and not rt.group and t.subresource == "log" and t.namespaced_path:
+            if method != "GET":
+                raise _not_allowed()
+            return 200, self._pod_log(t.namespace, t.name, query)
         if t.subresource and (t.subresource != "status" or not rt.status):
             raise _no_route()
         if rt.namespaced and not t.namespaced_path and t.verb != "list":
@@ -822,6 +965,47 @@ class FakeApiServer:
             listed = self._list(rt, scope, {**query, "limit": "", "continue": ""})  # deletecollection
             keys = [self._key(rt, o["metadata"]["name"], None, o) for o in listed["items"]]
             return 200, {**listed, "items": [self._delete(rt, k, options, dry_run)[0] for k in keys]}
+
+    def _pod_log(self, namespace: str, name: str, query: dict[str, str]) -> bytes | Stream:
+        """``GET pods/NAME/log``: the checks and messages of kube-apiserver's pod log REST
+        (pkg/registry/core/pod/strategy.go ``LogLocation``), then the log, whole or followed."""
+        rt = self.resource_type("pods")
+        with self._lock:
+            pod = self._existing(rt, (namespace, name))
+            names = [c.get("name", "") for c in (pod.get("spec") or {}).get("containers") or ()]
+            container = query.get("container") or ""
+            if not container:
+                if len(names) != 1:
+                    raise StatusError(400, f"a container name must be specified for pod {name}, choose one of: "
+                                      f"[{' '.join(names)}]")
+                container = names[0]
+            if container not in names:
+                raise StatusError(400, f"container {container} is not valid for pod {name}")
+            statuses = {s.get("name"): s for s in (pod.get("status") or {}).get("containerStatuses") or ()}
+            state = (statuses.get(container) or {}).get("state") or {"waiting": {"reason": "ContainerCreating"}}
+            if "waiting" in state:
+                reason = (state["waiting"] or {}).get("reason") or "ContainerCreating"
+                raise StatusError(400, f'container "{container}" in pod "{name}" is waiting to start: {reason}')
+            key = (namespace, name, container)
+            if query.get("follow") not in ("1", "true"):
+                entry = self._logs.get(key)
+                return bytes(entry.data) if entry else b""
+        return Stream(self._follow(key))
+
+    def _follow(self, key: tuple[str, str, str]) -> Iterator[bytes]:
+        """What was written, then what is written, until the container ends (or the server stops)."""
+        sent = 0
+        while True:
+            with self._lock:
+                entry = self._logs.setdefault(key, _Log())
+                while len(entry.data) == sent and not entry.closed and not self._stopping:
+                    self._logs_changed.wait(timeout=1.0)
+                chunk, done = bytes(entry.data[sent:]), entry.closed or self._stopping
+            if chunk:
+                sent += len(chunk)
+                yield chunk
+            elif done:
+                return
 
     @staticmethod
     def _require_json(ctype: str) -> None:
@@ -1112,6 +1296,14 @@ class _Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
 
     def setup(self) -> None:
+        self.broken = False
+        if isinstance(self.request, ssl.SSLSocket):
+            try:
+                self.request.settimeout(10)
+                self.request.do_handshake()
+                self.request.settimeout(None)
+            except OSError:  # ssl.SSLError too: a client that gave up or did not trust us
+                self.broken = True
         super().setup()
         self.server.track(self.connection, add=True)
 
@@ -1122,6 +1314,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.track(self.connection, add=False)
 
     def handle_one_request(self) -> None:
+        if self.broken:
+            self.close_connection = True
+            return
         try:
             line = self.rfile.readline(65537)
             if not line:
@@ -1153,16 +1348,39 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
     def _answer(self, status: int, payload: Any, extra: dict[str, str], *, close: bool) -> None:
+        if isinstance(payload, Stream):
+            self._stream(status, payload, extra)
+            return
         data = payload if isinstance(payload, bytes) else (
             payload.encode() if isinstance(payload, str) else _encode(payload))
         reason = self.responses.get(status, ("",))[0]
-        head = [f"HTTP/1.1 {status} {reason}", "Content-Type: application/json", f"Content-Length: {len(data)}",
-                *(f"{name}: {value}" for name, value in extra.items())]
+        ctype = extra.get("Content-Type", "application/json")
+        head = [f"HTTP/1.1 {status} {reason}", f"Content-Type: {ctype}", f"Content-Length: {len(data)}",
+                *(f"{name}: {value}" for name, value in extra.items() if name != "Content-Type")]
         if close:
             head.append("Connection: close")
         self.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + data)
         self.wfile.flush()
         self.close_connection = close
+
+    def _stream(self, status: int, payload: Stream, extra: dict[str, str]) -> None:
+        """Chunked transfer encoding, one chunk per piece as it comes (as kube-apiserver proxies a followed
+        log from the kubelet); the connection closes at the end."""
+        reason = self.responses.get(status, ("",))[0]
+        head = [f"HTTP/1.1 {status} {reason}", f"Content-Type: {payload.content_type}",
+                "Transfer-Encoding: chunked", "Connection: close",
+                *(f"{name}: {value}" for name, value in extra.items() if name != "Content-Type")]
+        self.close_connection = True
+        try:
+            self.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
+            self.wfile.flush()
+            for chunk in payload.chunks:
+                self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+                self.wfile.flush()
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+        except OSError:  # the client went away mid-stream
+            pass
 
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet: the request log is ``FakeApiServer.requests``."""
@@ -1171,11 +1389,22 @@ class _Handler(BaseHTTPRequestHandler):
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, fake: FakeApiServer) -> None:
+    def __init__(self, fake: FakeApiServer, tls: tuple[Path, Path] | None = None) -> None:
         self.fake = fake
         self._conns: set[socket.socket] = set()
         self._conns_lock = threading.Lock()
+        self._tls: ssl.SSLContext | None = None
+        if tls:
+            self._tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self._tls.load_cert_chain(str(tls[0]), str(tls[1]))
         super().__init__(("127.0.0.1", 0), _Handler)
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        conn, addr = self.socket.accept()
+        if self._tls is None:
+            return conn, addr
+        # the handshake happens in the handler's thread (see _Handler.setup), not in the accept loop
+        return self._tls.wrap_socket(conn, server_side=True, do_handshake_on_connect=False), addr
 
     def track(self, conn: socket.socket, *, add: bool) -> None:
         with self._conns_lock:

@@ -79,7 +79,7 @@ def test_discovery_lists_groups_and_resources(api: client.ApiClient) -> None:
     assert client.CoreApi(api).get_api_versions().versions == ["v1"]
     served = client.ApisApi(api).get_api_versions().groups
     groups = {g.name: g.preferred_version.group_version for g in served}
-    assert groups == {"apps": "apps/v1", "coordination.k8s.io": "coordination.k8s.io/v1",
+    assert groups == {"apps": "apps/v1", "batch": "batch/v1", "coordination.k8s.io": "coordination.k8s.io/v1",
                       "events.k8s.io": "events.k8s.io/v1", "kubeovn.io": "kubeovn.io/v1",
                       "kubevirt.io": "kubevirt.io/v1"}
     kubeovn = {r.name: r for r in client.CustomObjectsApi(api).get_api_resources(*KUBEOVN).resources}
@@ -720,3 +720,51 @@ def test_concurrent_writes_get_distinct_resource_versions(server: FakeApiServer,
         t.join()
     rvs = [i["metadata"]["resourceVersion"] for i in server.list("ips")]
     assert len(rvs) == 20 and len(set(rvs)) == 20
+
+
+# ---------------------------------------------------------------- pods/log, RBAC-like refusals
+
+
+def test_pod_log_whole_and_followed(server: FakeApiServer, core: client.CoreV1Api) -> None:
+    server.create("pods", pod("p"), namespace="default")
+    with pytest.raises(ApiException) as exc:
+        core.read_namespaced_pod_log("p", "default")
+    assert exc.value.status == 400
+    assert status_of(exc)["message"] == 'container "c" in pod "p" is waiting to start: ContainerCreating'
+    running = server.get("pods", "p", "default")
+    assert running is not None
+    running["status"] = {"containerStatuses": [{"name": "c", "state": {"running": {}}}]}
+    server.put("pods", running)
+    server.write_log("default", "p", "c", "one\n")
+    assert core.read_namespaced_pod_log("p", "default") == "one\n"
+    stream = core.read_namespaced_pod_log("p", "default", follow=True, _preload_content=False)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.extend(stream.stream(1)))
+    reader.start()
+    server.write_log("default", "p", "c", "two\n")
+    reader.join(timeout=0.3)
+    assert reader.is_alive(), "a followed log stays open until the container ends"
+    server.close_log("default", "p", "c")
+    reader.join(timeout=5)
+    assert not reader.is_alive() and b"".join(got) == b"one\ntwo\n"
+    stream.release_conn()
+    with pytest.raises(ApiException) as exc:
+        core.read_namespaced_pod_log("p", "default", container="d")
+    assert status_of(exc)["message"] == "container d is not valid for pod p"
+
+
+def test_restricted_token_gets_kube_apiservers_403(server: FakeApiServer, tmp_path: Path) -> None:
+    server.restrict("fake-token", "alice", lambda verb, group, resource, sub, ns, name: verb == "list")
+    with make_client(server, tmp_path) as api:
+        core = client.CoreV1Api(api)
+        assert core.list_namespaced_pod("default").items == []
+        with pytest.raises(ApiException) as exc:
+            core.read_namespaced_pod_log("p", "kube-system")
+        assert exc.value.status == 403
+        assert status_of(exc)["message"] == ('pods "p" is forbidden: User "alice" cannot get resource "pods/log" '
+                                             'in API group "" in the namespace "kube-system"')
+        with pytest.raises(ApiException) as exc:
+            client.BatchV1Api(api).create_namespaced_job("ci", {"metadata": {"name": "j"}})
+        assert status_of(exc)["message"] == ('jobs.batch is forbidden: User "alice" cannot create resource "jobs" '
+                                             'in API group "batch" in the namespace "ci"')
+    assert [r.user for r in server.requests] == ["alice"] * 3

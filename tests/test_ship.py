@@ -422,6 +422,9 @@ def test_the_wheel_builds_from_the_docker_context(tmp_path: Path) -> None:
     assert "kube_ovn_gc/py.typed" in names
     (entry_points,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
     assert "kube-ovn-gc = kube_ovn_gc.cli:console" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    # the kubectl plugin: `kubectl ovn-gc` finds kubectl-ovn_gc on PATH
+    assert "kubectl-ovn_gc = kube_ovn_gc.plugin.cli:console" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert {"kube_ovn_gc/plugin/cli.py", "kube_ovn_gc/plugin/runner.py"} <= names
 
 
 # --- metrics on a real Pushgateway -----------------------------------------------------------------
