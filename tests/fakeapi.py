@@ -15,7 +15,10 @@ matching request), and read ``requests`` to see what the client sent.
 
 Deliberate simplifications (the real server differs here):
 
-- no watch (``?watch=true`` is 405) and no server-side apply (415);
+- watch (``?watch=true``, what kubectl's ``delete --wait`` and ``rollout`` use) is served by polling the
+  store every 20 ms: an object's intermediate states between two looks are not all sent, and deletions
+  are remembered (for watches that start from an older resourceVersion) only for the last 1,000; no
+  server-side apply (415);
 - ``pods/log`` serves what the test wrote with :meth:`FakeApiServer.write_log` (as text/plain,
   streamed with chunked encoding under ``follow=true`` until :meth:`FakeApiServer.close_log`); no
   controller runs a Job or a Deployment (``tests/jobcontroller.py`` runs Jobs in the tests that need it);
@@ -51,8 +54,9 @@ import socket
 import ssl
 import subprocess
 import threading
+import time
 import uuid
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -577,6 +581,7 @@ class FakeApiServer:
         self._logs: dict[tuple[str, str, str], _Log] = {}
         self._logs_changed = threading.Condition(self._lock)
         self._subjects: dict[str, _Subject] = {}
+        self._tombstones: deque[tuple[ResourceType, tuple[str, str], int, JSON]] = deque(maxlen=1000)
         self._stopping = False
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -932,13 +937,15 @@ class FakeApiServer:
             raise _no_route()
         if rt.namespaced and not t.namespaced_path and t.verb != "list":
             raise _not_allowed()
-        if t.verb not in (_SUB_VERBS if t.subresource else _VERBS):
+        if t.verb not in (_SUB_VERBS if t.subresource else (*_VERBS, "watch")):
             raise _not_allowed()
         if raw and isinstance(body, str) and "yaml" not in ctype:
             raise StatusError(400, f"couldn't decode the request body as JSON: {body[:80]!r}")
         dry_run = query.get("dryRun") == "All"
         ns = t.namespace if rt.namespaced else ""
         scope = ns if t.namespaced_path else None
+        if t.verb == "watch":
+            return 200, Stream(self._watch(rt, scope, query), "application/json")
         with self._lock:
             if t.verb == "list":
                 return 200, self._list(rt, scope, query)
@@ -1007,6 +1014,72 @@ class FakeApiServer:
             elif done:
                 return
 
+    def _watch(self, rt: ResourceType, namespace: str | None, query: dict[str, str]) -> Iterator[bytes]:
+        """Watch events, one JSON object a line, found by looking at the store every 20 ms: ADDED,
+        MODIFIED, DELETED since ``resourceVersion`` (deletions from the remembered tombstones), the initial
+        ADDED events and the initial-events-end BOOKMARK under ``sendInitialEvents=true``, until
+        ``timeoutSeconds`` (at most 10 minutes) or the server stops."""
+        labels = parse_label_selector(query.get("labelSelector", ""))
+        fields = _parse_field_selector(rt, query.get("fieldSelector", ""))
+        end = time.monotonic() + min(float(query.get("timeoutSeconds") or 600), 600)
+
+        def matching() -> dict[tuple[str, str], JSON]:
+            return {k: o for k, o in self._store[rt].items()
+                    if (namespace is None or k[0] == namespace) and _fields_match(fields, o)
+                    and _labels_match(labels, o["metadata"].get("labels") or {})}
+
+        def event(kind: str, obj: JSON) -> bytes:
+            return _encode({"type": kind, "object": obj}) + b"\n"
+
+        initial = query.get("sendInitialEvents") == "true"
+        try:
+            since = int(query.get("resourceVersion") or 0)
+        except ValueError:
+            raise StatusError(400, f"invalid resourceVersion {query.get('resourceVersion')!r}") from None
+        out: list[bytes] = []
+        with self._lock:
+            known = matching()
+            for _, o in sorted(known.items()):
+                rv = int(o["metadata"]["resourceVersion"])
+                if initial or since == 0 or rv > since:
+                    out.append(event("ADDED" if initial or since == 0 else "MODIFIED", o))
+            for trt, k, rv, o in self._tombstones:
+                if trt == rt and k not in known and since and rv >= since and not initial and (
+                        namespace is None or k[0] == namespace) and _fields_match(fields, o):
+                    out.append(event("DELETED", o))
+            if initial:
+                out.append(event("BOOKMARK", {"kind": rt.kind, "apiVersion": rt.api_version, "metadata": {
+                    "resourceVersion": str(self._rv), "annotations": {"k8s.io/initial-events-end": "true"}}}))
+        return self._watch_on(rt, matching, known, b"".join(out), end)
+
+    def _watch_on(self, rt: ResourceType, matching: Callable[[], dict[tuple[str, str], JSON]],
+                  known: dict[tuple[str, str], JSON], first: bytes, end: float) -> Iterator[bytes]:
+        """The rest of a watch: what :meth:`_watch` found at once (before the answer's headers went out,
+        so that nothing written after them is taken for the past), then every change it sees."""
+
+        def event(kind: str, obj: JSON) -> bytes:
+            return _encode({"type": kind, "object": obj}) + b"\n"
+
+        if first:
+            yield first
+        while time.monotonic() < end and not self._stopping:
+            time.sleep(0.02)
+            out = []
+            with self._lock:
+                now = matching()
+                for k, o in sorted(now.items()):
+                    old = known.get(k)
+                    if old is None:
+                        out.append(event("ADDED", o))
+                    elif old["metadata"]["resourceVersion"] != o["metadata"]["resourceVersion"]:
+                        out.append(event("MODIFIED", o))
+                for k, o in sorted(known.items()):
+                    if k not in now:
+                        out.append(event("DELETED", o))
+                known = now
+            if out:
+                yield b"".join(out)
+
     @staticmethod
     def _require_json(ctype: str) -> None:
         if ctype and ctype.split(";")[0].strip().lower() not in ("application/json", "*/*"):
@@ -1048,7 +1121,7 @@ class FakeApiServer:
         resources: list[JSON] = []
         for rt in rts:
             resources.append({"name": rt.plural, "singularName": rt.singular, "namespaced": rt.namespaced,
-                              "kind": rt.kind, "verbs": list(_VERBS)})
+                              "kind": rt.kind, "verbs": [*_VERBS, "watch"]})
             if rt.status:
                 resources.append({"name": f"{rt.plural}/status", "singularName": "",
                                   "namespaced": rt.namespaced, "kind": rt.kind, "verbs": list(_SUB_VERBS)})
@@ -1231,6 +1304,7 @@ class FakeApiServer:
         meta["resourceVersion"] = self._bump()
         if meta.get("deletionTimestamp") and not meta.get("finalizers"):
             self._store[rt].pop(key, None)
+            self._tombstones.append((rt, key, int(meta["resourceVersion"]), new))
         else:
             self._store[rt][key] = new
         return new
@@ -1276,6 +1350,7 @@ class FakeApiServer:
             return copy.deepcopy(self._commit(rt, key, new)), False
         if not dry_run:
             del self._store[rt][key]
+            self._tombstones.append((rt, key, self._rv, old))
         return copy.deepcopy(old), True
 
 

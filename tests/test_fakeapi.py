@@ -277,7 +277,7 @@ def test_create_with_generate_name_and_namespace_from_path(core: client.CoreV1Ap
     assert exc.value.status == 400
 
 
-def test_writes_need_a_namespaced_path_and_watch_is_not_served(server: FakeApiServer) -> None:
+def test_writes_need_a_namespaced_path(server: FakeApiServer) -> None:
     http = urllib3.PoolManager()
     auth = {"Authorization": "Bearer t", "Content-Type": "application/json"}
     try:
@@ -285,8 +285,6 @@ def test_writes_need_a_namespaced_path_and_watch_is_not_served(server: FakeApiSe
         assert resp.status == 405 and json.loads(resp.data)["reason"] == "MethodNotAllowed"
         resp = http.request("GET", server.url + "/api/v1/pods/p", headers=auth)
         assert resp.status == 404
-        resp = http.request("GET", server.url + "/api/v1/pods?watch=true", headers=auth)
-        assert resp.status == 405
         resp = http.request("POST", server.url + "/api/v1/namespaces/x/pods", body=b"{oops", headers=auth)
         assert resp.status == 400 and json.loads(resp.data)["reason"] == "BadRequest"
     finally:
@@ -768,3 +766,21 @@ def test_restricted_token_gets_kube_apiservers_403(server: FakeApiServer, tmp_pa
         assert status_of(exc)["message"] == ('jobs.batch is forbidden: User "alice" cannot create resource "jobs" '
                                              'in API group "batch" in the namespace "ci"')
     assert [r.user for r in server.requests] == ["alice"] * 3
+
+
+def test_watch_sends_what_changed_since_a_resource_version(server: FakeApiServer, tmp_path: Path) -> None:
+    server.create("pods", pod("a"), namespace="default")
+    since = server.resource_version
+    server.create("pods", pod("b"), namespace="default")
+    server.delete("pods", "a", "default")  # before the watch starts: from a tombstone
+    http = urllib3.PoolManager()
+    try:
+        resp = http.request("GET", server.url + f"/api/v1/namespaces/default/pods?watch=true&resourceVersion={since}"
+                            "&timeoutSeconds=1", headers={"Authorization": "Bearer t"}, preload_content=False)
+        assert resp.status == 200
+        server.create("pods", pod("c"), namespace="default")
+        events = [json.loads(line) for line in resp.read().splitlines()]
+    finally:
+        http.clear()
+    assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [
+        ("MODIFIED", "b"), ("DELETED", "a"), ("ADDED", "c")]
