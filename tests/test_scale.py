@@ -26,6 +26,9 @@ from hypothesis import strategies as st
 
 from fakeapi import FakeApiServer
 from kube_ovn_gc import kube, plan
+from kube_ovn_gc.errors import FatalError
+from kube_ovn_gc.kube import client, decode
+from kube_ovn_gc.kube import parse as kube_parse
 from ovsdb import OvsdbServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -129,13 +132,13 @@ def _page(items: list[Any], **meta: Any) -> bytes:
 
 
 def _plain(k: Any, parse: Any, body: bytes) -> tuple[list[Any], Any]:
-    page = kube._decode_page(k, body, "/x")  # no parse given: always the plain way
+    page = decode._decode_page(k, body, "/x")  # no parse given: always the plain way
     assert not page.parsed
     return [_outcome(parse, o) for o in page.items], page.token
 
 
 def _fast(k: Any, parse: Any, body: bytes) -> tuple[list[Any], Any, bool]:
-    page = kube._decode_page(k, body, "/x", parse)
+    page = decode._decode_page(k, body, "/x", parse)
     items = page.items if page.parsed else [_outcome(parse, o) for o in page.items]
     return items, page.token, page.parsed
 
@@ -179,13 +182,13 @@ def test_odd_envelopes(envelope: bytes) -> None:
 
 
 def test_not_a_list_is_fatal() -> None:
-    with pytest.raises(kube.FatalError, match="not a list"):
-        kube._decode_page(kube.PODS, b'{"items": {"a": 1}}', "/api/v1/pods", kube.parse_pod)
+    with pytest.raises(FatalError, match="not a list"):
+        decode._decode_page(kube.PODS, b'{"items": {"a": 1}}', "/api/v1/pods", kube.parse_pod)
 
 
 def test_undecodable_page_is_fatal() -> None:
-    with pytest.raises(kube.FatalError, match="undecodable"):
-        kube._decode_page(kube.PODS, b'{"items": [', "/api/v1/pods", kube.parse_pod)
+    with pytest.raises(FatalError, match="undecodable"):
+        decode._decode_page(kube.PODS, b'{"items": [', "/api/v1/pods", kube.parse_pod)
 
 
 _STR = st.one_of(st.none(), st.sampled_from(["", "a", " ", "ovn", "true", "10.16.0.9", "fd00::9", "01.2.3.4",
@@ -256,7 +259,7 @@ def _reference(text: str, family: int) -> str | None:
 @pytest.mark.parametrize("family", [4, 6])
 def test_address_check_agrees_with_ipaddress(text: str, family: int) -> None:
     try:
-        got: str | None = kube._address(text, family, "spec.x")
+        got: str | None = kube_parse._address(text, family, "spec.x")
     except kube.ParseError:
         got = None
     assert got == _reference(text, family)
@@ -286,7 +289,7 @@ class _Config:
 def test_token_refresh_runs_at_most_once_per_interval(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[tuple[float, int]] = []
     now = [1000.0]
-    monkeypatch.setattr(kube.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(client.time, "monotonic", lambda: now[0])
     config = _Config()
     config.api_key = {}
 
@@ -299,7 +302,7 @@ def test_token_refresh_runs_at_most_once_per_interval(monkeypatch: pytest.Monkey
         return hook
 
     config.refresh_api_key_hook = loader_hook(0)
-    kube._throttle_refresh(config, 10.0)
+    client._throttle_refresh(config, 10.0)
     throttled = config.refresh_api_key_hook
     for t in (1000.0, 1001.0, 1009.9, 1010.0, 1015.0, 1020.5):
         now[0] = t
@@ -311,7 +314,7 @@ def test_token_refresh_runs_at_most_once_per_interval(monkeypatch: pytest.Monkey
 
 def test_no_hook_no_throttle() -> None:
     config = _Config()
-    kube._throttle_refresh(config, 10.0)
+    client._throttle_refresh(config, 10.0)
     assert config.refresh_api_key_hook is None
 
 

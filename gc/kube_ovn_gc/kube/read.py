@@ -1,0 +1,311 @@
+"""Reading: single-object reads (the second looks) and the paged, consistent lists of a snapshot."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import Any, Final, TypeVar
+
+from kubernetes import client as k8s
+
+from ..errors import (
+    ConflictError,
+    FatalError,
+    GCError,
+    NotFoundError,
+)
+from ..memory import gc_paused
+from ..model import (
+    IpCR,
+    KubeSnapshot,
+    KubevirtState,
+    Node,
+    Pod,
+    StatefulSet,
+    Subnet,
+    VirtualMachine,
+)
+from ..retry import RetryPolicy, retrying
+from ..settings import KubeSettings
+from .client import (
+    IPS,
+    IPTABLES_EIPS,
+    NODES,
+    OVN_EIPS,
+    PODS,
+    STATEFULSETS,
+    SUBNETS,
+    VIPS,
+    VMIS,
+    VMS,
+    RawApi,
+    _ExpiredError,
+    _Kind,
+)
+from .decode import _decode_page
+from .parse import (
+    ParseError,
+    Salvageable,
+    Unparsed,
+    _vm_or_placeholder,
+    object_name,
+    parse_ip,
+    parse_iptables_eip,
+    parse_node,
+    parse_ovn_eip,
+    parse_pod,
+    parse_statefulset,
+    parse_subnet,
+    parse_vip,
+    parse_vm,
+    parse_vmi,
+)
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class _KubeAccess:
+    """What reader and writer share: the API, the retry policy, and single-object reads."""
+
+    def __init__(self, client: k8s.ApiClient, settings: KubeSettings, retry: RetryPolicy) -> None:
+        self._api = RawApi(client, timeout=settings.timeout if settings.timeout > 0 else None,
+                           page_size=settings.page_size)
+        self._retry = retry
+
+    def _get(self, k: _Kind, parse: Callable[[Any], T], name: str, namespace: str = "") -> T | None:
+        path = k.item_path(name, namespace)
+        try:
+            raw = retrying(self._retry, f"GET {path}", partial(self._api.get, k, name, namespace))
+        except NotFoundError:
+            return None
+        try:
+            return parse(raw)
+        except ParseError as exc:
+            # it parsed in the snapshot; someone changed it since: skip it, do not stop the pass
+            raise ConflictError(f"{k.kind} {path} can no longer be parsed: {exc}") from exc
+
+    def get_ip(self, name: str) -> IpCR | None:
+        return self._get(IPS, parse_ip, name)
+
+    def get_ip_manifest(self, name: str) -> tuple[IpCR, dict[str, Any]] | None:
+        """The IP CR parsed, and its full manifest (for the undo record)."""
+        path = IPS.item_path(name)
+        try:
+            raw = retrying(self._retry, f"GET {path}", partial(self._api.get, IPS, name))
+        except NotFoundError:
+            return None
+        try:
+            return parse_ip(raw), dict(raw)
+        except ParseError as exc:
+            raise ConflictError(f"IP {path} can no longer be parsed: {exc}") from exc
+
+    def get_subnet(self, name: str) -> Subnet | None:
+        return self._get(SUBNETS, parse_subnet, name)
+
+    def get_pod(self, namespace: str, name: str) -> Pod | None:
+        return self._get(PODS, parse_pod, name, namespace)
+
+    def get_node(self, name: str) -> Node | None:
+        return self._get(NODES, parse_node, name)
+
+    def get_statefulset(self, namespace: str, name: str) -> StatefulSet | None:
+        return self._get(STATEFULSETS, parse_statefulset, name, namespace)
+
+    def get_vm(self, namespace: str, name: str) -> VirtualMachine | None:
+        return self._get(VMS, parse_vm, name, namespace)
+
+    def get_vmi(self, namespace: str, name: str) -> VirtualMachine | None:
+        return self._get(VMIS, parse_vmi, name, namespace)
+
+
+# --- reading ----------------------------------------------------------------
+
+
+def _log_unparsed(unparsed: tuple[tuple[str, str, str], ...]) -> None:
+    for kind, name, why in unparsed:
+        log.warning("cannot parse %s %s: %s; leaving it alone", kind, name, why)
+
+
+class KubeReader(_KubeAccess):
+    """Reads the Kubernetes half of a snapshot: the owned IP CRs first, then their owners."""
+
+    def read_ips(self) -> tuple[IpCR, ...]:
+        """Only the IP CRs that parse; unparsable ones are logged."""
+        return self.read_counted_ips()[0]
+
+    def read_counted_ips(self) -> tuple[tuple[IpCR, ...], tuple[IpCR, ...]]:
+        """The IP CRs that parse, and those whose address does not (with the addresses that do): both count
+        in their Subnet (for recomputing a subnet status after a conflict). Other unparsable ones are logged."""
+        odd: list[IpCR] = []
+        ips, unparsed = self._list(IPS, parse_ip, tolerate=True, salvage=odd)
+        _log_unparsed(unparsed)
+        return ips, tuple(odd)
+
+    def read(self) -> KubeSnapshot:
+        with gc_paused():
+            return self._read()
+
+    def _read(self) -> KubeSnapshot:
+        # Subnets first: any IP, Vip or EIP change after this read makes the controller rewrite the
+        # Subnet's status, which bumps its resourceVersion, so our rv-guarded status patch gets a 409
+        # instead of writing counts computed from a stale list. Then the owned (IPs), then the owners.
+        subnets, _ = self._list(SUBNETS, parse_subnet)
+        odd_ips: list[IpCR] = []
+        ips, unparsed = self._list(IPS, parse_ip, tolerate=True, salvage=odd_ips)
+        pods, _ = self._list(PODS, parse_pod)
+        nodes, _ = self._list(NODES, parse_node)
+        statefulsets, _ = self._list(STATEFULSETS, parse_statefulset)
+        kubevirt, vms, kubevirt_error, bad_vms = self._read_kubevirt()
+        vips = self._list_optional(VIPS, parse_vip)
+        eips = self._list_optional(IPTABLES_EIPS, parse_iptables_eip) + self._list_optional(OVN_EIPS, parse_ovn_eip)
+        unparsed += bad_vms
+        _log_unparsed(unparsed)
+        return KubeSnapshot(
+            ips=ips,
+            subnets=subnets,
+            pods=pods,
+            nodes=nodes,
+            statefulsets=statefulsets,
+            vms=vms,
+            vips=vips,
+            eips=eips,
+            kubevirt=kubevirt,
+            kubevirt_error=kubevirt_error,
+            unparsed=unparsed,
+            odd_ips=tuple(odd_ips),
+        )
+
+    def _read_kubevirt(self) -> tuple[KubevirtState, tuple[VirtualMachine, ...], str, Unparsed]:
+        """The VMs and VMIs, the state of the KubeVirt API, why it is unreadable (or ""), and the objects
+        skipped: one VM that does not parse is skipped by name, not a reason to lose the list."""
+        try:
+            retrying(self._retry, "GET /apis/kubevirt.io/v1", partial(self._api.discover, "kubevirt.io", "v1"))
+        except NotFoundError:
+            log.info("KubeVirt API kubevirt.io/v1 is not served: no virtual machines")
+            return KubevirtState.ABSENT, (), "", ()
+        except GCError as exc:
+            log.warning("KubeVirt API cannot be discovered (%s): protecting anything VM-like", exc)
+            return KubevirtState.UNREADABLE, (), str(exc), ()
+        placeholders: list[VirtualMachine] = []
+        try:
+            vms, bad_vms = self._list(VMS, _vm_or_placeholder(parse_vm, VMS.kind), tolerate=True,
+                                      salvage=placeholders)
+            vmis, bad_vmis = self._list(VMIS, _vm_or_placeholder(parse_vmi, VMIS.kind), tolerate=True,
+                                        salvage=placeholders)
+        except GCError as exc:
+            log.warning("KubeVirt objects cannot be listed (%s): protecting anything VM-like", exc)
+            return KubevirtState.UNREADABLE, (), str(exc), ()
+        bad = bad_vms + bad_vmis
+        if len(bad) > len(placeholders):
+            why = (f"{len(bad) - len(placeholders)} KubeVirt object(s) cannot be parsed and have no readable name "
+                   "and namespace to protect: " + "; ".join(f"{kind} {name!r}: {why}" for kind, name, why in bad))
+            log.warning("%s: protecting anything VM-like", why)
+            return KubevirtState.UNREADABLE, (), why, ()
+        return KubevirtState.READ, vms + vmis + tuple(placeholders), "", bad
+
+    def _list_optional(self, k: _Kind, parse: Callable[[Any], T]) -> tuple[T, ...]:
+        """A list of a CRD that may not be installed: 404 means there are none."""
+        try:
+            items, _ = self._list(k, parse)
+        except NotFoundError:
+            log.info("%s is not served (CRD not installed): none", k.list_path())
+            return ()
+        return items
+
+    def _list(
+        self, k: _Kind, parse: Callable[[Any], T], *, tolerate: bool = False, salvage: list[Any] | None = None
+    ) -> tuple[tuple[T, ...], tuple[tuple[str, str, str], ...]]:
+        """Every object of a kind, in pages; restarted once from the start if a continue token expires.
+
+        With ``tolerate``, objects that do not parse are returned as ``(kind, name, why)``; the
+        ``salvaged`` part of those that carry one (:class:`Salvageable`) is appended to ``salvage``.
+        """
+        with gc_paused():
+            try:
+                return self._list_once(k, parse, tolerate, salvage)
+            except _ExpiredError as exc:
+                log.warning("listing %s: %s; restarting the list from the beginning", k.list_path(), exc)
+            if salvage is not None:
+                salvage.clear()
+            return self._list_once(k, parse, tolerate, salvage)
+
+    def _list_once(
+        self, k: _Kind, parse: Callable[[Any], T], tolerate: bool, salvage: list[Any] | None = None
+    ) -> tuple[tuple[T, ...], tuple[tuple[str, str, str], ...]]:
+        """Page by page, each page dropped before the next is decoded; the next page is asked for while
+        this one is decoded (see :func:`peek_continue`)."""
+        items: list[T] = []
+        bad: list[tuple[str, str, str]] = []
+        path = k.list_path()
+
+        def fetch(cont: str | None) -> bytes:
+            return retrying(self._retry, f"GET {path}", partial(self._api.list_body, k, cont))
+
+        pages, started = 0, time.monotonic()
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gc-next-page") as ahead:
+            body = fetch(None)
+            while True:
+                pages += 1
+                guess = peek_continue(body)
+                upcoming = ahead.submit(fetch, guess) if guess else None
+                page = _decode_page(k, body, path, parse)
+                del body
+                if page.parsed:
+                    items.extend(page.items)
+                else:
+                    for raw in page.items:
+                        try:
+                            items.append(parse(raw))
+                        except ParseError as exc:
+                            if not tolerate:
+                                raise FatalError(f"cannot parse {k.kind} {object_name(raw)!r}: {exc}") from exc
+                            bad.append((k.kind, object_name(raw), str(exc)))
+                            if salvage is not None and isinstance(exc, Salvageable):
+                                salvage.append(exc.salvaged)
+                token = page.token
+                del page  # the raw dicts go before the next page is decoded
+                if token is not None and not isinstance(token, str):
+                    raise FatalError(f"GET {path}: metadata.continue is not a string")
+                if upcoming is not None and token == guess:
+                    body = upcoming.result()
+                    continue
+                if upcoming is not None:  # a wrong guess (never from kube-apiserver): wait it out, drop it
+                    log.debug("GET %s: the peeked continue token was not the page's; fetching again", path)
+                    with contextlib.suppress(GCError):
+                        upcoming.result()
+                if not token:
+                    break
+                body = fetch(token)
+        log.info("listed %d %s in %d page(s) in %.2fs", len(items), k.plural, pages, time.monotonic() - started)
+        return tuple(items), tuple(bad)
+
+
+_CONTINUE_IN_HEAD: Final = re.compile(rb'"continue"\s*:\s*"([A-Za-z0-9+/=_.-]+)"')
+_HEAD: Final = 4096
+
+
+def peek_continue(body: bytes) -> str | None:
+    """The continue token of a list answer, read from its head without decoding it; None if not there.
+
+    kube-apiserver writes a list's ``metadata`` (with ``continue``) before its
+    ``items``, so the token can be had at once and the next page asked for while
+    this one is decoded: the server encodes page n+1 while we decode page n, on
+    another core, and a large list costs about the larger of the two rather than
+    their sum. Only the part before ``"items"`` is searched; a token that needs
+    JSON unescaping is not guessed at. The decoded page's own token stays the
+    authority: a guess that differs from it is dropped.
+    """
+    head = body[:_HEAD]
+    items = head.find(b'"items"')
+    if items < 0:
+        return None
+    found = _CONTINUE_IN_HEAD.search(head, 0, items)
+    return found.group(1).decode("ascii") if found else None
+
