@@ -47,6 +47,7 @@ import binascii
 import builtins
 import contextlib
 import copy
+import dataclasses
 import json
 import random
 import re
@@ -125,8 +126,19 @@ def _cr(plural: str, singular: str, kind: str, group: str, namespaced: bool, sta
     return ResourceType(group, "v1", plural, singular, kind, namespaced, status, True, True)
 
 
+POD_FIELDS: tuple[str, ...] = (
+    # kube-apiserver's pod field selectors (pkg/registry/core/pod/strategy.go ToSelectableFields, and the
+    # field label conversion in pkg/apis/core/v1/conversion.go); spec.hostNetwork since Kubernetes 1.28
+    # (kubernetes/kubernetes#110477): FakeApiServer(pod_fields=...) serves an older set.
+    "spec.nodeName", "spec.restartPolicy", "spec.schedulerName", "spec.serviceAccountName", "spec.hostNetwork",
+    "status.phase", "status.podIP", "status.nominatedNodeName",
+)
+_FIELD_DEFAULTS = {"spec.hostNetwork": "false"}  # a field the selector reads as FormatBool(false) when absent
+
+METADATA_LIST = "as=PartialObjectMetadataList"  # in Accept: a metadata-only list (meta.k8s.io/v1)
+
 RESOURCES: tuple[ResourceType, ...] = (
-    ResourceType("", "v1", "pods", "pod", "Pod", True, True, True, True, ("spec.nodeName", "status.phase")),
+    ResourceType("", "v1", "pods", "pod", "Pod", True, True, True, True, POD_FIELDS),
     ResourceType("", "v1", "nodes", "node", "Node", False, True),
     ResourceType("", "v1", "namespaces", "namespace", "Namespace", False, True, returns_deleted=True),
     ResourceType("", "v1", "events", "event", "Event", True, False),
@@ -266,13 +278,14 @@ def _labels_match(reqs: list[Requirement], labels: dict[str, str]) -> bool:
     return True
 
 
-def _parse_field_selector(rt: ResourceType, text: str) -> list[Requirement]:
+def _parse_field_selector(rt: ResourceType, text: str, supported: tuple[str, ...] | None = None
+                          ) -> list[Requirement]:
     reqs: list[Requirement] = []
     for part in (p for p in text.split(",") if p.strip()):
         m = re.fullmatch(r"\s*([A-Za-z.]+)\s*(==|=|!=)\s*(.*?)\s*", part)
         if not m:
             raise StatusError(400, f"invalid selector: {text!r}; can't understand {part!r}")
-        if m[1] not in ("metadata.name", "metadata.namespace", *rt.fields):
+        if m[1] not in ("metadata.name", "metadata.namespace", *(rt.fields if supported is None else supported)):
             if rt.custom:
                 msg = f'"{m[1]}" is not a known field selector: only "metadata.name", "metadata.namespace"'
             else:
@@ -287,7 +300,10 @@ def _fields_match(reqs: list[Requirement], obj: JSON) -> bool:
         cur: Any = obj
         for part in path.split("."):
             cur = cur.get(part) if isinstance(cur, dict) else None
-        value = "" if cur is None else str(cur)
+        if isinstance(cur, bool):
+            value = "true" if cur else "false"  # strconv.FormatBool, as the selectable fields are rendered
+        else:
+            value = _FIELD_DEFAULTS.get(path, "") if cur is None else str(cur)
         if (value in values) != (op == "="):
             return False
     return True
@@ -415,6 +431,8 @@ class RequestRecord:
     content_type: str
     body: Any = None
     user: str = ""  # the user of a restrict()-ed token, else ""
+    accept: str = ""  # the Accept header
+    size: int = -1  # bytes of the answer's body as sent over HTTP (-1: streamed, or not sent yet)
 
 
 @dataclass
@@ -512,6 +530,7 @@ class _Snapshot:
     rv: int
     items: list[JSON]
     filtered: bool
+    selectors: tuple[str, str] = ("", "")  # (labelSelector, fieldSelector) of the first page
 
 
 INT64_MAX = (1 << 63) - 1
@@ -564,10 +583,19 @@ class FakeApiServer:
     """An in-memory kube-apiserver on ``http://127.0.0.1:<port>``; see the module docstring."""
 
     def __init__(self, *, kubevirt: bool = True, clock: Callable[[], datetime] | None = None,
-                 tls: tuple[Path, Path] | None = None) -> None:
+                 tls: tuple[Path, Path] | None = None, metadata_lists: bool = True,
+                 pod_fields: tuple[str, ...] = POD_FIELDS) -> None:
         """``tls``: (certificate, private key) to serve HTTPS, as kubectl needs: it sends no credentials
-        over plain HTTP (kubernetes/kubectl#744). :func:`make_tls_files` makes a pair."""
+        over plain HTTP (kubernetes/kubectl#744). :func:`make_tls_files` makes a pair.
+
+        ``metadata_lists``: lists asked for with ``Accept: application/json;as=PartialObjectMetadataList;
+        g=meta.k8s.io;v=v1`` are served metadata-only, as kube-apiserver does since 1.15; False serves a
+        server (or an aggregated API) that does not: the full list when the Accept header also takes
+        ``application/json``, else 406. ``pod_fields``: the pod field selectors served (others are 400
+        ``field label not supported``), e.g. without ``spec.hostNetwork`` for a server before 1.28."""
         self.kubevirt = kubevirt
+        self.metadata_lists = metadata_lists
+        self.pod_fields = pod_fields
         self.tls = tls
         self._clock = clock or (lambda: datetime.now(UTC))
         self._types = tuple(rt for rt in RESOURCES if kubevirt or rt.group != "kubevirt.io")
@@ -583,6 +611,7 @@ class FakeApiServer:
         self._subjects: dict[str, _Subject] = {}
         self._tombstones: deque[tuple[ResourceType, tuple[str, str], int, JSON]] = deque(maxlen=1000)
         self._stopping = False
+        self._last = threading.local()
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -866,7 +895,8 @@ class FakeApiServer:
                     status, payload = 201, self._access_review(token, body)
                 else:
                     self._authorize(token, t)
-                    status, payload = self._dispatch(method, t, query, ctype, raw, body)
+                    status, payload = self._dispatch(method, t, query, ctype, raw, body,
+                                                     headers.get("accept", ""))
                 if isinstance(payload, Stream):
                     extra = {"Content-Type": payload.content_type}
                 elif t.subresource == "log":
@@ -877,10 +907,23 @@ class FakeApiServer:
             status, payload = 500, status_body(500, "InternalError", f"fake apiserver: {exc!r}")
         subject = self._subjects.get(headers.get("authorization", "").removeprefix("Bearer ").strip())
         record = RequestRecord(method, path, query, t.verb, t.group, t.version, t.resource, t.subresource,
-                               t.namespace, t.name, status, ctype, sent, subject.user if subject else "")
+                               t.namespace, t.name, status, ctype, sent, subject.user if subject else "",
+                               headers.get("accept", ""))
         with self._lock:
             self._log.append(record)
+            self._last.at = (len(self._log) - 1, record)  # the handler thread adds its size once it is sent
         return status, payload, extra
+
+    def sent(self, size: int) -> None:
+        """The body of this thread's last answer was ``size`` bytes: its record says so."""
+        at = getattr(self._last, "at", None)
+        if at is None:
+            return
+        index, record = at
+        with self._lock:
+            if index < len(self._log) and self._log[index] is record:
+                self._log[index] = dataclasses.replace(record, size=size)
+        self._last.at = None
 
     def _access_review(self, token: str, body: Any) -> JSON:
         """``SelfSubjectAccessReview`` (every authenticated user may create one: ``system:basic-user``),
@@ -919,7 +962,7 @@ class FakeApiServer:
         raise StatusError(403, f"{subject_text} is forbidden: {why}", details)
 
     def _dispatch(self, method: str, t: _Target, query: dict[str, str], ctype: str, raw: bytes,
-                  body: Any) -> tuple[int, Any]:
+                  body: Any, accept: str = "") -> tuple[int, Any]:
         if not t.resource:
             if method != "GET":
                 raise _not_allowed()
@@ -948,7 +991,7 @@ class FakeApiServer:
             return 200, Stream(self._watch(rt, scope, query), "application/json")
         with self._lock:
             if t.verb == "list":
-                return 200, self._list(rt, scope, query)
+                return 200, self._metadata_only(self._list(rt, scope, query), accept)
             if t.verb == "get":
                 return 200, self._existing(rt, (ns, t.name))  # never changed in place: no copy
             if t.verb == "create":
@@ -1140,6 +1183,24 @@ class FakeApiServer:
             raise _not_found(rt, key[1])
         return obj
 
+    def _metadata_only(self, listed: JSON, accept: str) -> JSON:
+        """A list as the Accept header asks: metadata-only (``PartialObjectMetadataList``, each item a
+        ``PartialObjectMetadata`` with the object's whole ``metadata``) when asked first and served, the full
+        list when ``application/json`` is also acceptable, else 406 (kube-apiserver's negotiation)."""
+        wanted = [part.strip() for part in accept.split(",") if part.strip()]
+        if not wanted or METADATA_LIST not in wanted[0].replace(" ", ""):
+            return listed
+        if self.metadata_lists:
+            return {"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1",
+                    "metadata": listed["metadata"],
+                    "items": [{"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+                               "metadata": item["metadata"]} for item in listed["items"]]}
+        if any(part.split(";")[0].strip() in ("application/json", "*/*") and METADATA_LIST not in part
+               for part in wanted[1:]):
+            return listed
+        raise StatusError(406, "only the following media types are accepted: application/json, "
+                          "application/yaml, application/vnd.kubernetes.protobuf")
+
     def _list(self, rt: ResourceType, namespace: str | None, query: dict[str, str]) -> JSON:
         try:
             limit = int(query.get("limit") or 0)
@@ -1151,17 +1212,24 @@ class FakeApiServer:
             snap = self._snapshots.get(snap_id)
             if snap is not None and snap.resource != rt:
                 raise StatusError(400, f"continue key is not valid: issued for {snap.resource.qualified}")
+            if snap is not None and snap.selectors != (query.get("labelSelector", ""),
+                                                       query.get("fieldSelector", "")):
+                # kube-apiserver filters every page with its own request's selectors (the token holds only
+                # where the list stopped): a client that drops them gets unfiltered pages. Loud here.
+                raise StatusError(400, "fake apiserver: a continued list must repeat its first page's selectors")
             if snap is None:
                 raise StatusError(410, "The provided continue parameter is too old to display a consistent "
                                   "list result. You can start a new list without the continue parameter.",
                                   reason="Expired")
         else:
             labels = parse_label_selector(query.get("labelSelector", ""))
-            fields = _parse_field_selector(rt, query.get("fieldSelector", ""))
+            fields = _parse_field_selector(rt, query.get("fieldSelector", ""),
+                                           self.pod_fields if rt.plural == "pods" and not rt.group else None)
             items = [o for (ns, _), o in sorted(self._store[rt].items())
                      if (namespace is None or ns == namespace) and _fields_match(fields, o)
                      and _labels_match(labels, o["metadata"].get("labels") or {})]
-            snap, snap_id, start = _Snapshot(rt, self._rv, items, bool(labels or fields)), "", 0
+            snap, snap_id, start = _Snapshot(rt, self._rv, items, bool(labels or fields),
+                                             (query.get("labelSelector", ""), query.get("fieldSelector", ""))), "", 0
         end = start + limit if limit > 0 else len(snap.items)
         meta: JSON = {"resourceVersion": str(snap.rv)}
         if end < len(snap.items):
@@ -1428,6 +1496,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         data = payload if isinstance(payload, bytes) else (
             payload.encode() if isinstance(payload, str) else _encode(payload))
+        self.server.fake.sent(len(data))  # before the client can see the answer
         reason = self.responses.get(status, ("",))[0]
         ctype = extra.get("Content-Type", "application/json")
         head = [f"HTTP/1.1 {status} {reason}", f"Content-Type: {ctype}", f"Content-Length: {len(data)}",

@@ -161,7 +161,8 @@ def test_nb_is_read_whole_before_any_owner_while_the_lease_is_taken_meanwhile(
         demo: Cluster, kube_api: FakeApiServer, nb_server: OvsdbServer, kubeconfig: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Ports need no --min-age because NB is read before their owners: the NB snapshot must be complete
-    before the first Kubernetes list. The start-up (imports, kubeconfig, Lease) overlaps the NB read."""
+    before the first owner list. The start-up (imports, kubeconfig, Lease) and the Subnets -> IP CRs
+    lists overlap the NB read; the owner lists start only once both NB and the IP CRs are read."""
     marks: dict[str, float] = {}
     real_lsp_list = OvsdbNorthbound.lsp_list
 
@@ -175,12 +176,20 @@ def test_nb_is_read_whole_before_any_owner_while_the_lease_is_taken_meanwhile(
     def first(name: str) -> Callable[[FakeApiServer], None]:
         return lambda _server: marks.setdefault(name, time.monotonic())  # type: ignore[func-returns-value]
 
+    def last(name: str) -> Callable[[FakeApiServer], None]:
+        return lambda _server: marks.__setitem__(name, time.monotonic())
+
     monkeypatch.setattr(OvsdbNorthbound, "lsp_list", slow_lsp_list)
     kube_api.before("GET", r"^/apis/kubeovn\.io/v1/subnets$", first("first list"), times=None)
+    kube_api.before("GET", r"^/apis/kubeovn\.io/v1/ips$", last("last ip page"), times=None)
+    for owner in (r"/api/v1/pods", r"/api/v1/nodes", r"/apis/apps/v1/statefulsets", r"/apis/kubevirt\.io/v1/\w+",
+                  r"/apis/kubeovn\.io/v1/(vips|iptables-eips|ovn-eips)"):
+        kube_api.before("GET", f"^{owner}$", first("first owner list"), times=None)
     kube_api.before("POST", r"/leases$", first("lease taken"), times=None)
     result, report = gc(kubeconfig, nb_server, "run")
     assert result.exit_code == 0, report
-    assert marks["nb asked"] < marks["lease taken"] < marks["nb read"] < marks["first list"]
+    assert marks["nb asked"] < marks["lease taken"] < marks["first list"] < marks["last ip page"] < marks["nb read"]
+    assert max(marks["nb read"], marks["last ip page"]) < marks["first owner list"]
 
 
 def test_unreachable_api_exits_3_and_changes_nothing(demo: Cluster, kube_api: FakeApiServer,
@@ -359,3 +368,20 @@ def test_a_pass_that_did_not_run_says_what_stopped_it_and_nothing_else(
         assert result.exit_code == 2 and report["exit_code"] == 2
         assert set(report) == {"dry_run", "exit_code", "started_at", "duration_seconds", "error"}
         assert report["error"].startswith("configuration: cannot load kubeconfig")
+
+
+def test_the_report_says_what_reading_cost_per_source(demo: Cluster, kube_api: FakeApiServer,
+                                                       nb_server: OvsdbServer, kubeconfig: Path) -> None:
+    kube_api.reset_log()
+    result, report = gc(kubeconfig, nb_server, "check")
+    assert result.exit_code == 1, report
+    reads = report["reads"]
+    assert {"nb", "pods", "ips", "subnets", "nodes", "statefulsets"} <= set(reads)
+    lists = [r for r in kube_api.requests if r.verb == "list"]
+    for kind in ("pods", "ips", "subnets"):
+        sent = [r for r in lists if r.resource == kind]
+        assert reads[kind]["requests"] == len(sent)
+        assert reads[kind]["bytes"] == sum(r.size for r in sent) > 0
+    assert reads["nb"]["requests"] == 1 and reads["nb"]["seconds"] >= 0
+    text = CliRunner().invoke(main, ["check", "--kubeconfig", str(kubeconfig), "--ovn-nb", nb_server.unix_remote])
+    assert text.stdout.strip().splitlines()[-1].split("(scanned ")[1].split(")")[0].endswith(" MiB read")

@@ -351,7 +351,7 @@ def api_exc(status: int, message: str = "", headers: dict[str, str] | None = Non
         (502, TransientError),
         (503, TransientError),
         (504, TransientError),
-        (400, FatalError),
+        (400, kube.RejectedError),  # a FatalError: what was asked is not served
         (401, FatalError),
         (403, FatalError),
         (415, FatalError),
@@ -627,25 +627,28 @@ def test_read_full_cluster_in_pages(cluster: Cluster) -> None:
     lists = [r for r in cluster.server.requests if r.verb == "list"]
     assert all(r.query.get("limit") == "2" for r in lists)
     assert all("resourceVersion" not in r.query for r in lists)  # never resourceVersion=0: a consistent read
-    for resource, pages in (("ips", 3), ("subnets", 1), ("pods", 2), ("nodes", 2)):
+    for resource, pages in (("ips", 3), ("subnets", 1), ("nodes", 2)):
         reqs = cluster.list_requests(resource)
         assert len(reqs) == pages, resource
         assert "continue" not in reqs[0].query
         assert all(r.query.get("continue") for r in reqs[1:]), resource
-    # subnets (whose status we may write) first, then the owned things, then their owners
+    # pods: every pod metadata-only (3 pods, 2 pages), the ended ones in full, the host-network ones
+    # metadata-only; every page repeats its selector
+    pods: dict[str, list[Any]] = {}
+    for r in cluster.list_requests("pods"):
+        pods.setdefault(r.query.get("fieldSelector", ""), []).append(r)
+    assert sorted(pods) == ["", kube.HOST_NETWORK, kube.NOT_RUNNING]
+    assert [bool(r.query.get("continue")) for r in pods[""]] == [False, True]
+    assert all(r.accept == kube.METADATA_ONLY for r in pods[""] + pods[kube.HOST_NETWORK])
+    assert [r.accept for r in pods[kube.NOT_RUNNING]] == ["application/json"]
+    assert len(pods[kube.HOST_NETWORK]) == 1
+    # subnets (whose status we may write) first, then the owned things, then their owners, all at once
     order = list(dict.fromkeys(r.resource for r in lists))
-    assert order == [
-        "subnets",
-        "ips",
-        "pods",
-        "nodes",
-        "statefulsets",
-        "virtualmachines",
-        "virtualmachineinstances",
-        "vips",
-        "iptables-eips",
-        "ovn-eips",
-    ]
+    assert order[:2] == ["subnets", "ips"]
+    assert set(order[2:]) == {"pods", "nodes", "statefulsets", "virtualmachines", "virtualmachineinstances", "vips",
+                              "iptables-eips", "ovn-eips"}
+    last_ip = max(i for i, r in enumerate(lists) if r.resource == "ips")
+    assert all(r.resource in ("subnets", "ips") for r in lists[:last_ip + 1])  # no owner before the last IP page
     assert any(r.verb == "get" and r.group == "kubevirt.io" and not r.resource for r in cluster.server.requests)
 
 

@@ -3,8 +3,23 @@
 from __future__ import annotations
 
 import gc
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+
+class _Pauses:
+    """How many pauses are in force, across threads: the collector is one per process, and lists are read
+    by several threads at once (the owner kinds together), so the first pause to end must not switch it
+    back on under the others."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.count = 0
+        self.was_enabled = False
+
+
+_PAUSES = _Pauses()
 
 
 @contextmanager
@@ -13,13 +28,18 @@ def gc_paused() -> Iterator[None]:
 
     Decoding allocates millions of containers, none of them in a cycle: with the
     collector running, its scans of the growing heap cost more than the decoding
-    (x2.5 on pod pages, ~1.3 s more on a 100k-port NB reply). Nests; the collector
-    is back on when the outermost pause ends.
+    (x2.5 on pod pages, ~1.3 s more on a 100k-port NB reply). Nests, in one thread
+    or across threads; the collector is back on (if it was on) when the last pause ends.
     """
-    was_enabled = gc.isenabled()
-    gc.disable()
+    with _PAUSES.lock:
+        if _PAUSES.count == 0:
+            _PAUSES.was_enabled = gc.isenabled()
+            gc.disable()
+        _PAUSES.count += 1
     try:
         yield
     finally:
-        if was_enabled:
-            gc.enable()
+        with _PAUSES.lock:
+            _PAUSES.count -= 1
+            if _PAUSES.count == 0 and _PAUSES.was_enabled:
+                gc.enable()

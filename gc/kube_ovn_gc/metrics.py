@@ -89,6 +89,17 @@ def build_registry(report: Report) -> CollectorRegistry:
         gauge("last_success_timestamp_seconds", "Unix time the last completed pass (exit 0 or 1) ended."
               ).set(ended)
 
+    if report.reads:
+        requests = gauge("read_requests", "Requests the last pass made to read, by source (nb, or a Kubernetes "
+                         "kind).", ["source"])
+        received = gauge("read_bytes", "Bytes the last pass received reading, by source.", ["source"])
+        spent = gauge("read_seconds", "Seconds the last pass spent in read requests, by source (summed over "
+                      "requests, which may overlap).", ["source"])
+        for source, cost in sorted(report.reads.items()):
+            requests.labels(source).set(cost.get("requests", 0))
+            received.labels(source).set(cost.get("bytes", 0))
+            spent.labels(source).set(cost.get("seconds", 0))
+
     if report.subnets:  # else nothing was read: the Pushgateway keeps the last known figures
         _subnet_gauges(report, registry)
     return registry

@@ -65,6 +65,12 @@ class Report:
     subnets: tuple[SubnetSummary, ...] = ()  # recomputed numbers of every subnet (metrics)
     refusal: Refusal | None = None  # the rail this plan trips: refused (real run) or would be (dry run)
     ran: bool = True  # False: stopped before a plan was made (configuration, a failed read, the Lease)
+    # what reading cost, per source ("nb", "pods", "ips", ...): {"requests": n, "bytes": n, "seconds": x}
+    reads: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def read_bytes(self) -> int:
+        """Bytes received by the reads of the pass, every source together."""
+        return int(sum(cost.get("bytes", 0) for cost in self.reads.values()))
 
     def counts(self) -> Counter[tuple[str, str]]:
         return Counter((a.kind, a.outcome) for a in self.actions)
@@ -80,6 +86,8 @@ class Report:
             out["error"] = self.error
             return out
         out["inventory"] = self.inventory
+        if self.reads:
+            out["reads"] = self.reads
         out["actions"] = [a.as_json() for a in self.actions]
         out["subnets"] = [dataclasses.asdict(s) for s in self.subnets]
         if self.extra.get("command") != "restore":
@@ -115,6 +123,8 @@ class Report:
         parts.append(f"{failed} failed, {skipped} skipped")
         head = "DRY RUN: " if self.dry_run else ""
         scanned = f"{self.inventory.get('logical_switch_ports', 0)} ports, {self.inventory.get('ips', 0)} IPs"
+        if self.reads:
+            scanned += f", {_mib(self.read_bytes())} read"
         return (f"{head}{'; '.join(parts)} (scanned {scanned}) in {self.duration_seconds:.1f}s"
                 f" → exit {self.exit_code}")
 
@@ -146,6 +156,10 @@ class Report:
             lines.append(refused)
         lines.append(self.summary())
         return "\n".join(lines) + "\n"
+
+
+def _mib(size: int) -> str:
+    return f"{size / (1 << 20):.1f} MiB"
 
 
 _HEADER = ("KIND", "OUTCOME", "NAME", "WHERE", "REASON")

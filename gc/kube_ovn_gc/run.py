@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 from . import apply, safety
 from . import plan as planner
@@ -26,6 +27,28 @@ log = logging.getLogger(__name__)
 
 Guard = Callable[[], None]
 """Raises SafetyError when the pass must stop acting (its lease was lost)."""
+
+
+@runtime_checkable
+class StagedReads(Protocol):
+    """A :class:`KubeReads` that reads in two stages, so that the NB select can overlap the first (the owned:
+    Subnets, then IP CRs; then the owners), and counts what its reads cost. Any KubeReads works; this is
+    faster, and its costs are reported."""
+
+    def read_owned(self) -> KubeSnapshot: ...
+
+    def read_owners(self, owned: KubeSnapshot) -> KubeSnapshot: ...
+
+    def costs(self) -> dict[str, dict[str, float]]:
+        """Per Kubernetes kind: ``{"requests": n, "bytes": n, "seconds": x}``."""
+        ...
+
+
+def read_costs(staged: StagedReads | None, nb_seconds: float) -> dict[str, dict[str, float]]:
+    """Per source, what reading cost (requests, bytes received, seconds): NB's select, and the reader's lists."""
+    out = dict(staged.costs()) if staged is not None else {}
+    out["nb"] = {"requests": 1, "bytes": 0, "seconds": round(nb_seconds, 3)}
+    return out
 
 
 @dataclass(frozen=True)
@@ -138,13 +161,15 @@ def _run_pass(settings: Settings, backends: Backends | None) -> Report:
     started = dt.datetime.now(dt.UTC)
     clock = time.monotonic()
     inventory: dict[str, int] = {}
+    reads: dict[str, dict[str, float]] = {}
     subnets: tuple[planner.SubnetSummary, ...] = ()
     undo: list[dict[str, object]] = []
 
     def finish(code: ExitCode, actions: list[ActionRecord], error: str | None = None, *,
                refusal: safety.Refusal | None = None, ran: bool = True) -> Report:
         report = Report(settings.dry_run, int(code), started, time.monotonic() - clock, inventory,
-                        tuple(actions), error, extra={"undo": undo}, subnets=subnets, refusal=refusal, ran=ran)
+                        tuple(actions), error, extra={"undo": undo}, subnets=subnets, refusal=refusal, ran=ran,
+                        reads=reads)
         _record(settings, report)
         log.info("%s", report.summary())
         return report
@@ -157,21 +182,33 @@ def _run_pass(settings: Settings, backends: Backends | None) -> Report:
         check_record_dir(settings)
         nb_open = backends.nb if backends is not None else nb_backend(settings)
         with ExitStack() as nb_held, ExitStack() as lease_held:
-            # NB is read first, all of it before any Kubernetes object: every port in the snapshot
-            # existed before its owner was looked for, which is why ports need no --min-age. While
-            # ovsdb-server answers, this thread builds the rest and takes the Lease (reading before
-            # holding it is harmless: nothing changes without it, and every change is guarded).
+            # The read plan. NB ports and IP CRs are read completely before any owner list starts: every
+            # port and IP CR in the snapshot existed before its owner was looked for (which is why ports
+            # need no --min-age), so an owner missing from the lists was gone while its address existed.
+            # Subnets are read before the IP CRs (see KubeReader.read_owned). Within that order: the NB
+            # select runs in a thread alongside the Lease, the back ends and Subnets -> IP CRs (reading
+            # before holding the Lease is harmless: nothing changes without it, every change is guarded);
+            # then the owner kinds are read all at once (KubeReader.read_owners).
             def read_nb() -> tuple[Northbound, NbSnapshot]:
                 client = nb_held.enter_context(nb_open())
-                return client, client.lsp_list()
+                read_started = time.monotonic()
+                nb_snapshot = client.lsp_list()
+                nb_seconds[0] = time.monotonic() - read_started
+                return client, nb_snapshot
 
+            nb_seconds = [0.0]
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gc-nb-read") as early:
                 nb_read = early.submit(read_nb)
                 backends = backends or build_backends(settings, nb_open)
                 one_runner = backends.lease if backends.lease is not None and not settings.dry_run else None
                 guard = lease_held.enter_context(one_runner() if one_runner else nullcontext(_no_guard))
-                nb, nb_snapshot = nb_read.result()
-            kube_snapshot = backends.reader.read()
+                staged = backends.reader if isinstance(backends.reader, StagedReads) else None
+                owned = staged.read_owned() if staged is not None else None
+                nb, nb_snapshot = nb_read.result()  # NB ports: complete
+            # only now may an owner list start
+            kube_snapshot = staged.read_owners(owned) if staged is not None and owned is not None \
+                else backends.reader.read()
+            reads.update(read_costs(staged, nb_seconds[0]))
             if kube_snapshot.kubevirt is KubevirtState.UNREADABLE:
                 # Served but not listed: the owner inventory is incomplete, as after any failed list. Nothing
                 # is judged, nothing changes (upstream reached the same rule: kube-ovn#6824).

@@ -22,6 +22,7 @@ from __future__ import annotations
 from .client import (
     IPS,
     IPTABLES_EIPS,
+    METADATA_ONLY,
     NODES,
     OVN_EIPS,
     PODS,
@@ -31,7 +32,9 @@ from .client import (
     VIPS,
     VMIS,
     VMS,
+    Costs,
     RawApi,
+    RejectedError,
     api_client,
     dumps,
     loads,
@@ -62,7 +65,10 @@ from .parse import (
     parse_vmi,
 )
 from .read import (
+    HOST_NETWORK,
+    NOT_RUNNING,
     KubeReader,
+    merge_pods,
     peek_continue,
 )
 from .write import (
@@ -70,11 +76,14 @@ from .write import (
 )
 
 __all__ = [
+    "HOST_NETWORK",
     "IPS",
     "IPTABLES_EIPS",
+    "METADATA_ONLY",
     "MULTUS_ANNOTATION",
     "NODES",
     "NODE_ALLOCATED",
+    "NOT_RUNNING",
     "OVN_EIPS",
     "PODS",
     "RESERVED_LABEL",
@@ -85,17 +94,20 @@ __all__ = [
     "VIPS",
     "VMIS",
     "VMS",
+    "Costs",
     "KubeReader",
     "KubeWriter",
     "OddAddressError",
     "ParseError",
     "Raw",
     "RawApi",
+    "RejectedError",
     "Salvageable",
     "Unparsed",
     "api_client",
     "dumps",
     "loads",
+    "merge_pods",
     "object_name",
     "parse_ip",
     "parse_iptables_eip",

@@ -133,6 +133,10 @@ class _ExpiredError(FatalError):
     """410 Gone: a ``continue`` token expired. The list restarts once, else it is fatal."""
 
 
+class RejectedError(FatalError):
+    """400 Bad Request: the server does not take what was asked (e.g. a field selector it does not serve)."""
+
+
 _TRANSIENT_STATUS: Final = frozenset({500, 502, 503, 504})
 
 
@@ -152,6 +156,8 @@ def translate_error(exc: Exception, method: str, path: str) -> GCError:
             return ConflictError(text)
         if status == 410:
             return _ExpiredError(text)
+        if status == 400:
+            return RejectedError(text)
         if status == 429:
             return TransientError(text, retry_after=_retry_after(exc.headers))
         if status in _TRANSIENT_STATUS:
@@ -265,6 +271,33 @@ def dumps(obj: Any) -> bytes:
     return _ENCODER.encode(obj)
 
 
+METADATA_ONLY: Final = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1, application/json"
+"""Accept for a metadata-only list, as Kubernetes' own metadata informers ask (client-go ``metadata``
+client), with the full list as the fallback a server that does not serve it answers with."""
+
+
+class Costs:
+    """What reading cost, per source (``pods``, ``ips``, ...): requests, bytes received, seconds spent
+    in them (summed over requests, which may overlap). Thread-safe: lists run concurrently."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by: dict[str, list[float]] = {}
+
+    def add(self, source: str, size: int, seconds: float) -> None:
+        with self._lock:
+            cost = self._by.setdefault(source, [0, 0, 0.0])
+            cost[0] += 1
+            cost[1] += size
+            cost[2] += seconds
+
+    def as_dict(self) -> dict[str, dict[str, float]]:
+        """``{source: {"requests": n, "bytes": n, "seconds": x}}``, sources sorted."""
+        with self._lock:
+            return {source: {"requests": int(c[0]), "bytes": int(c[1]), "seconds": round(c[2], 3)}
+                    for source, c in sorted(self._by.items())}
+
+
 class RawApi:
     """Raw HTTP on the one ApiClient's connection pool, host and credentials (token refresh included),
     TLS and proxy; for this adapter, the Lease and the Events alike.
@@ -286,16 +319,20 @@ class RawApi:
         self._pool = client.rest_client.pool_manager
         self._host = client.configuration.host
         self._headers = {**client.default_headers, "Accept": "application/json"}
+        self.costs = Costs()
 
     def request(self, method: str, path: str, *, query: list[tuple[str, Any]] | None = None,
                 body: Any = None, content_type: str = "application/json", decode: bool = True,
-                raw: bool = False) -> Any:
+                raw: bool = False, accept: str = "", source: str = "") -> Any:
         """One request; non-2xx answers raise (translated); a 2xx body is returned as bytes (``raw``),
-        decoded with :func:`loads` (``decode``) or dropped."""
+        decoded with :func:`loads` (``decode``) or dropped. With ``source``, its cost goes to :attr:`costs`."""
         url = self._host + path
         if query:
             url += "?" + urllib.parse.urlencode(query)
         headers = {**self._headers, **self._auth()}
+        if accept:
+            headers["Accept"] = accept
+        started = time.monotonic() if source else 0.0
         payload = None
         if body is not None:
             headers["Content-Type"] = content_type
@@ -304,6 +341,8 @@ class RawApi:
             resp = self._pool.request(method, url, body=payload, headers=headers, timeout=self._timeout,
                                       retries=False, redirect=False)
             data = resp.data
+            if source:
+                self.costs.add(source, len(data), time.monotonic() - started)
             if not 200 <= resp.status <= 299:
                 error = ApiException(status=resp.status, reason=resp.reason, body=data.decode("utf-8", "replace"))
                 error.headers = resp.headers
@@ -319,12 +358,17 @@ class RawApi:
         setting = self._client.configuration.auth_settings().get("BearerToken")
         return {"authorization": setting["value"]} if setting and setting.get("value") else {}
 
-    def list_body(self, k: _Kind, cont: str | None) -> bytes:
-        """One page of a list, undecoded."""
+    def list_body(self, k: _Kind, cont: str | None, *, selector: str = "", metadata_only: bool = False) -> bytes:
+        """One page of a list, undecoded: only the objects ``selector`` (a field selector) takes, metadata-only
+        if asked and served. Every page carries the selector: a continue token holds only where the list
+        stopped, and kube-apiserver filters each page with the selector of its own request."""
         query: list[tuple[str, Any]] = [("limit", self._page_size)]
+        if selector:
+            query.append(("fieldSelector", selector))
         if cont:
             query.append(("continue", cont))
-        body: bytes = self.request("GET", k.list_path(), query=query, raw=True)
+        body: bytes = self.request("GET", k.list_path(), query=query, raw=True,
+                                   accept=METADATA_ONLY if metadata_only else "", source=k.plural)
         return body
 
     def get(self, k: _Kind, name: str, namespace: str = "") -> Raw:

@@ -105,6 +105,7 @@ class _ListMetaS(msgspec.Struct):
 
 
 class _PodListS(msgspec.Struct):
+    kind: str | None = None  # PodList, or PartialObjectMetadataList when served metadata-only
     metadata: _ListMetaS | None = None
     items: list[_PodS] | None = None
 
@@ -230,6 +231,7 @@ class _Page:
     items: list[Any]  # model objects when ``parsed``, else the raw dicts for ``parse_*``
     token: Any  # metadata.continue as sent
     parsed: bool
+    kind: str = ""  # the list's kind as sent (when known)
 
 
 def _fast_kinds() -> dict[str, tuple[msgspec.json.Decoder[Any], Callable[[Any], Any], Callable[[Any], Any]]]:
@@ -254,7 +256,8 @@ def _decode_page(k: _Kind, body: bytes, path: str, parse: Callable[[Any], Any] |
         if page is not None:
             items = [convert(item) for item in page.items or ()]
             if not any(item is None for item in items):
-                return _Page(items, page.metadata.continue_ if page.metadata else None, True)
+                return _Page(items, page.metadata.continue_ if page.metadata else None, True,
+                             getattr(page, "kind", None) or "")
     try:
         whole = loads(body)
     except msgspec.DecodeError as exc:
@@ -262,5 +265,7 @@ def _decode_page(k: _Kind, body: bytes, path: str, parse: Callable[[Any], Any] |
     if not isinstance(whole, dict) or not isinstance(whole.get("items") or [], list):
         raise FatalError(f"GET {path}: the answer is not a list")
     meta = whole.get("metadata")
-    return _Page(whole.get("items") or [], meta.get("continue") if isinstance(meta, dict) else None, False)
+    kind = whole.get("kind")
+    return _Page(whole.get("items") or [], meta.get("continue") if isinstance(meta, dict) else None, False,
+                 kind if isinstance(kind, str) else "")
 

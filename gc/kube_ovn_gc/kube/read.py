@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, Final, TypeVar
@@ -44,6 +45,7 @@ from .client import (
     VMIS,
     VMS,
     RawApi,
+    RejectedError,
     _ExpiredError,
     _Kind,
 )
@@ -136,6 +138,10 @@ def _log_unparsed(unparsed: tuple[tuple[str, str, str], ...]) -> None:
 class KubeReader(_KubeAccess):
     """Reads the Kubernetes half of a snapshot: the owned IP CRs first, then their owners."""
 
+    def __init__(self, client: k8s.ApiClient, settings: KubeSettings, retry: RetryPolicy) -> None:
+        super().__init__(client, settings, retry)
+        self._full_pods: str | None = None  # why pods are listed in full (a field selector was refused)
+
     def read_ips(self) -> tuple[IpCR, ...]:
         """Only the IP CRs that parse; unparsable ones are logged."""
         return self.read_counted_ips()[0]
@@ -149,38 +155,86 @@ class KubeReader(_KubeAccess):
         return ips, tuple(odd)
 
     def read(self) -> KubeSnapshot:
-        with gc_paused():
-            return self._read()
+        """The whole Kubernetes half of a snapshot: :meth:`read_owned`, then :meth:`read_owners`."""
+        return self.read_owners(self.read_owned())
 
-    def _read(self) -> KubeSnapshot:
-        # Subnets first: any IP, Vip or EIP change after this read makes the controller rewrite the
-        # Subnet's status, which bumps its resourceVersion, so our rv-guarded status patch gets a 409
-        # instead of writing counts computed from a stale list. Then the owned (IPs), then the owners.
-        subnets, _ = self._list(SUBNETS, parse_subnet)
-        odd_ips: list[IpCR] = []
-        ips, unparsed = self._list(IPS, parse_ip, tolerate=True, salvage=odd_ips)
-        pods, _ = self._list(PODS, parse_pod)
-        nodes, _ = self._list(NODES, parse_node)
-        statefulsets, _ = self._list(STATEFULSETS, parse_statefulset)
-        kubevirt, vms, kubevirt_error, bad_vms = self._read_kubevirt()
-        vips = self._list_optional(VIPS, parse_vip)
-        eips = self._list_optional(IPTABLES_EIPS, parse_iptables_eip) + self._list_optional(OVN_EIPS, parse_ovn_eip)
-        unparsed += bad_vms
-        _log_unparsed(unparsed)
-        return KubeSnapshot(
-            ips=ips,
-            subnets=subnets,
-            pods=pods,
-            nodes=nodes,
-            statefulsets=statefulsets,
-            vms=vms,
-            vips=vips,
-            eips=eips,
-            kubevirt=kubevirt,
-            kubevirt_error=kubevirt_error,
-            unparsed=unparsed,
-            odd_ips=tuple(odd_ips),
-        )
+    def read_owned(self) -> KubeSnapshot:
+        """The Subnets, then the IP CRs (a snapshot with only those). One after the other, never together:
+        any IP, Vip or EIP change after the Subnet read makes the controller rewrite the Subnet's status,
+        which bumps its resourceVersion, so our rv-guarded status patch gets a 409 instead of writing counts
+        computed from a stale IP list."""
+        with gc_paused():
+            subnets, _ = self._list(SUBNETS, parse_subnet)
+            odd_ips: list[IpCR] = []
+            ips, unparsed = self._list(IPS, parse_ip, tolerate=True, salvage=odd_ips)
+        return KubeSnapshot(ips=ips, subnets=subnets, unparsed=unparsed, odd_ips=tuple(odd_ips))
+
+    def read_owners(self, owned: KubeSnapshot) -> KubeSnapshot:
+        """Every owner kind, all at once, each still paged and consistent; ``owned`` completed with them.
+
+        Call it only once the IP CRs (``owned``) and the NB ports are read completely: every address in
+        the snapshot then existed before its owner was looked for, so an owner created since is found
+        (kept), and an owner missing from these lists was gone when its address was already there. No
+        owner kind depends on another, so reading them together changes no decision: it only takes the
+        time of the longest (the pods) instead of the sum.
+        """
+        with gc_paused(), ThreadPoolExecutor(max_workers=6, thread_name_prefix="gc-owners") as pool:
+            pods = pool.submit(self._read_pods)
+            nodes = pool.submit(self._list, NODES, parse_node)
+            statefulsets = pool.submit(self._list, STATEFULSETS, parse_statefulset)
+            kubevirt = pool.submit(self._read_kubevirt)
+            vips = pool.submit(self._list_optional, VIPS, parse_vip)
+            eips = pool.submit(lambda: self._list_optional(IPTABLES_EIPS, parse_iptables_eip)
+                               + self._list_optional(OVN_EIPS, parse_ovn_eip))
+            state, vms, kubevirt_error, bad_vms = kubevirt.result()
+            snapshot = dataclasses.replace(
+                owned,
+                pods=pods.result(),
+                nodes=nodes.result()[0],
+                statefulsets=statefulsets.result()[0],
+                vms=vms,
+                vips=vips.result(),
+                eips=eips.result(),
+                kubevirt=state,
+                kubevirt_error=kubevirt_error,
+                unparsed=owned.unparsed + bad_vms,
+            )
+        _log_unparsed(snapshot.unparsed)
+        return snapshot
+
+    def costs(self) -> dict[str, dict[str, float]]:
+        """What this reader's requests cost so far, per kind (see :class:`.client.Costs`)."""
+        return self._api.costs.as_dict()
+
+    # -- pods, the big list: metadata-only, with small field-selected lists for what metadata lacks --------
+
+    def _read_pods(self) -> tuple[Pod, ...]:
+        """Every pod, read light (see :func:`merge_pods`) unless this server refused a field selector once:
+        then, and from then on, the full list (logged once)."""
+        if self._full_pods is None:
+            try:
+                return self._read_pods_light()
+            except RejectedError as exc:
+                self._full_pods = str(exc)
+                log.warning("the API server refuses a pod field selector (%s): pods are listed in full", exc)
+        return self._list(PODS, parse_pod)[0]
+
+    def _read_pods_light(self) -> tuple[Pod, ...]:
+        """Three lists at once: every pod metadata-only, the pods not Running nor Pending in full (phase,
+        restartPolicy, reason), and the host-network pods metadata-only. A server that answers the
+        metadata-only list in full has said everything: its answer is used as it is."""
+        kinds: set[str] = set()
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="gc-pods") as pool:
+            ended = pool.submit(self._list, PODS, parse_pod, selector=NOT_RUNNING)
+            host = pool.submit(self._list, PODS, parse_pod, selector=HOST_NETWORK, metadata_only=True)
+            every, _ = self._list(PODS, parse_pod, metadata_only=True, kinds=kinds)
+            if kinds and kinds <= _FULL_POD_LISTS:
+                log.info("pods were listed in full although asked for metadata only: used as they are")
+                for rest in (ended, host):
+                    with contextlib.suppress(GCError):
+                        rest.result()
+                return every
+            return merge_pods(every, ended.result()[0], host.result()[0])
 
     def _read_kubevirt(self) -> tuple[KubevirtState, tuple[VirtualMachine, ...], str, Unparsed]:
         """The VMs and VMIs, the state of the KubeVirt API, why it is unreadable (or ""), and the objects
@@ -220,33 +274,42 @@ class KubeReader(_KubeAccess):
         return items
 
     def _list(
-        self, k: _Kind, parse: Callable[[Any], T], *, tolerate: bool = False, salvage: list[Any] | None = None
+        self, k: _Kind, parse: Callable[[Any], T], *, tolerate: bool = False, salvage: list[Any] | None = None,
+        selector: str = "", metadata_only: bool = False, kinds: set[str] | None = None,
     ) -> tuple[tuple[T, ...], tuple[tuple[str, str, str], ...]]:
-        """Every object of a kind, in pages; restarted once from the start if a continue token expires.
+        """Every object of a kind (that the field ``selector`` takes), in pages; restarted once from the start
+        if a continue token expires.
 
         With ``tolerate``, objects that do not parse are returned as ``(kind, name, why)``; the
         ``salvaged`` part of those that carry one (:class:`Salvageable`) is appended to ``salvage``.
+        ``metadata_only`` asks for a metadata-only list; the list kinds served are added to ``kinds``.
         """
         with gc_paused():
             try:
-                return self._list_once(k, parse, tolerate, salvage)
+                return self._list_once(k, parse, tolerate, salvage, selector, metadata_only, kinds)
             except _ExpiredError as exc:
                 log.warning("listing %s: %s; restarting the list from the beginning", k.list_path(), exc)
             if salvage is not None:
                 salvage.clear()
-            return self._list_once(k, parse, tolerate, salvage)
+            if kinds is not None:
+                kinds.clear()
+            return self._list_once(k, parse, tolerate, salvage, selector, metadata_only, kinds)
 
     def _list_once(
-        self, k: _Kind, parse: Callable[[Any], T], tolerate: bool, salvage: list[Any] | None = None
+        self, k: _Kind, parse: Callable[[Any], T], tolerate: bool, salvage: list[Any] | None = None,
+        selector: str = "", metadata_only: bool = False, kinds: set[str] | None = None,
     ) -> tuple[tuple[T, ...], tuple[tuple[str, str, str], ...]]:
         """Page by page, each page dropped before the next is decoded; the next page is asked for while
         this one is decoded (see :func:`peek_continue`)."""
         items: list[T] = []
         bad: list[tuple[str, str, str]] = []
         path = k.list_path()
+        what = f"GET {path}" + (f"?fieldSelector={selector}" if selector else "") + (
+            " (metadata only)" if metadata_only else "")
 
         def fetch(cont: str | None) -> bytes:
-            return retrying(self._retry, f"GET {path}", partial(self._api.list_body, k, cont))
+            return retrying(self._retry, what, partial(self._api.list_body, k, cont, selector=selector,
+                                                       metadata_only=metadata_only))
 
         pages, started = 0, time.monotonic()
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gc-next-page") as ahead:
@@ -257,6 +320,8 @@ class KubeReader(_KubeAccess):
                 upcoming = ahead.submit(fetch, guess) if guess else None
                 page = _decode_page(k, body, path, parse)
                 del body
+                if kinds is not None:
+                    kinds.add(page.kind)
                 if page.parsed:
                     items.extend(page.items)
                 else:
@@ -283,8 +348,47 @@ class KubeReader(_KubeAccess):
                 if not token:
                     break
                 body = fetch(token)
-        log.info("listed %d %s in %d page(s) in %.2fs", len(items), k.plural, pages, time.monotonic() - started)
+        log.info("listed %d %s%s in %d page(s) in %.2fs", len(items), k.plural,
+                 f" ({selector})" if selector else " (metadata only)" if metadata_only else "", pages,
+                 time.monotonic() - started)
         return tuple(items), tuple(bad)
+
+
+NOT_RUNNING: Final = "status.phase!=Running,status.phase!=Pending"
+"""The pods whose phase decides (Succeeded, Failed; Unknown and unset come along): field selectors take no
+``in``, so the phases that never decide are excluded instead."""
+HOST_NETWORK: Final = "spec.hostNetwork=true"
+"""A pod field selector since Kubernetes 1.28 (kubernetes/kubernetes#110477); an older server answers 400."""
+_FULL_POD_LISTS: Final = frozenset({"PodList", ""})
+
+
+def merge_pods(every: Iterable[Pod], ended: Iterable[Pod], host: Iterable[Pod]) -> tuple[Pod, ...]:
+    """The pods of a pass from three lists: ``every`` pod metadata-only, the ``ended`` ones (not Running nor
+    Pending) in full, and the ``host``-network ones. Pure; the decisions are the same as on a full list.
+
+    ``every`` says which pods exist: a pod that is only in the other lists came or went between the lists
+    and is left out, as an absent owner is. A pod of ``every`` takes the fields metadata lacks from the
+    same pod (namespace, name *and* uid: a pod recreated under its name between two lists is another
+    pod) in ``ended``, else it is Running or Pending: phase, reason and restartPolicy are left empty, and
+    no rule reads them for such a pod (:func:`kube_ovn_gc.plan.pod_liveness`, Kube-OVN's ``isPodAlive``
+    in pkg/controller/pod.go, v1.12.0-v1.16.0, looks only at Succeeded and Failed). The lists are taken
+    at different moments, and this is safe because the phases that decide are terminal (a pod never
+    leaves Succeeded or Failed, so an ``ended`` pod is dead whichever list came first; a pod that ended
+    after its list was read is taken as alive: kept, and collected next pass) and ``hostNetwork`` and
+    ``restartPolicy`` cannot change on a pod. ``spec.nodeName`` is not read for pods: no rule uses it.
+    """
+    ended_by = {(p.meta.namespace, p.meta.name, p.meta.uid): p for p in ended}
+    on_host = {(p.meta.namespace, p.meta.name, p.meta.uid) for p in host}
+    out = []
+    for pod in every:
+        key = (pod.meta.namespace, pod.meta.name, pod.meta.uid)
+        full = ended_by.get(key)
+        if full is not None:
+            pod = full
+        elif key in on_host:
+            pod = dataclasses.replace(pod, host_network=True)
+        out.append(pod)
+    return tuple(out)
 
 
 _CONTINUE_IN_HEAD: Final = re.compile(rb'"continue"\s*:\s*"([A-Za-z0-9+/=_.-]+)"')
