@@ -14,18 +14,33 @@ from pathlib import Path
 import pytest
 
 from fakeapi import FakeApiServer
-from ovsdb import OvsdbServer
+from ovsdb import OvsdbServer, RaftCluster
+
+NB_KINDS = ("standalone", "raft1")
+"""How every NB test meets ovsdb-server: a standalone database, and a one-member Raft cluster as
+Kube-OVN's ovn-central runs it (it answers a write only once committed, after later requests)."""
 
 
-@pytest.fixture
-def nb_server(tmp_path: Path) -> Iterator[OvsdbServer]:
-    """A started ``ovsdb-server`` with an empty OVN Northbound database."""
-    server = OvsdbServer(tmp_path)
+@pytest.fixture(params=NB_KINDS)
+def nb_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OvsdbServer]:
+    """A started ``ovsdb-server`` with an empty OVN Northbound database, of each kind in turn."""
+    server = OvsdbServer(tmp_path / "nb", clustered=request.param == "raft1")
     server.start()
     try:
         yield server
     finally:
         server.cleanup()
+
+
+@pytest.fixture
+def raft3(tmp_path: Path) -> Iterator[RaftCluster]:
+    """A started three-member OVN Northbound Raft cluster, empty; requests go to its leader."""
+    cluster = RaftCluster(tmp_path / "raft")
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.cleanup()
 
 
 @pytest.fixture

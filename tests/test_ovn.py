@@ -543,11 +543,17 @@ CUT_OFF = {"name": "OVN_Northbound", "model": "clustered", "connected": False, "
 
 class ScriptedPeer:
     """A unix-socket JSON-RPC peer that answers like ovsdb-server with a fixed ``_Server``
-    row and one port; it sends its own echo request glued in front of each NB reply."""
+    row and one port; it sends its own echo request glued in front of each NB reply.
 
-    def __init__(self, path: Path, database: dict[str, Any]) -> None:
+    ``commit_later``: as a Raft member does, it answers an NB ``transact`` only after every
+    other request that came in the same read (an ``echo`` is answered at once), and sends
+    that late reply in pieces, each cut right after a ``}``.
+    """
+
+    def __init__(self, path: Path, database: dict[str, Any], commit_later: bool = False) -> None:
         self.path = path
         self.database = database
+        self.commit_later = commit_later
         self.received: list[dict[str, Any]] = []
         self.connections = 0
         self._stop = threading.Event()
@@ -582,6 +588,7 @@ class ScriptedPeer:
             if not data:
                 return
             text += data.decode()
+            late: list[bytes] = []
             while text.strip():
                 text = text.lstrip()
                 try:
@@ -590,10 +597,21 @@ class ScriptedPeer:
                     break
                 text = text[end:]
                 self.received.append(msg)
+                answer = self._answer(msg)
+                if self.commit_later and msg.get("method") == "transact" and msg["params"][0] != "_Server":
+                    late.append(answer)
+                    continue
                 try:
-                    conn.sendall(self._answer(msg))
+                    conn.sendall(answer)
                 except (BrokenPipeError, ConnectionResetError):
                     return  # the client under test hung up (it may: it is done with this peer)
+            for answer in late:
+                try:
+                    for piece in re.split(rb"(?<=})", answer):
+                        conn.sendall(piece)
+                        time.sleep(0.002)
+                except (BrokenPipeError, ConnectionResetError):
+                    return
 
     def _answer(self, msg: dict[str, Any]) -> bytes:
         if msg.get("method") == "echo":
@@ -626,12 +644,12 @@ class ScriptedPeer:
 
 
 @pytest.fixture
-def peers() -> Iterator[Callable[[dict[str, Any]], ScriptedPeer]]:
+def peers() -> Iterator[Callable[..., ScriptedPeer]]:
     made: list[ScriptedPeer] = []
 
-    def make(database: dict[str, Any]) -> ScriptedPeer:
+    def make(database: dict[str, Any], commit_later: bool = False) -> ScriptedPeer:
         path = Path(f"/tmp/kovn-peer-{os.getpid()}-{time.monotonic_ns()}.sock")
-        made.append(ScriptedPeer(path, database))
+        made.append(ScriptedPeer(path, database, commit_later))
         return made[-1]
 
     yield make
@@ -640,7 +658,7 @@ def peers() -> Iterator[Callable[[dict[str, Any]], ScriptedPeer]]:
 
 
 def test_a_server_echo_before_the_reply_is_answered_and_skipped(
-    peers: Callable[[dict[str, Any]], ScriptedPeer],
+    peers: Callable[..., ScriptedPeer],
 ) -> None:
     peer = peers(STANDALONE)
     with connect(f"unix:{peer.path}") as nb:
@@ -652,8 +670,23 @@ def test_a_server_echo_before_the_reply_is_answered_and_skipped(
     assert {"id": "echo", "result": [], "error": None} in peer.received
 
 
+def test_a_reply_that_comes_after_a_later_request_is_matched_by_its_id(
+    peers: Callable[..., ScriptedPeer],
+) -> None:
+    """A Raft member answers a write once it is committed, after later requests (issue 10)."""
+    peer = peers(STANDALONE, commit_later=True)
+    with connect(f"unix:{peer.path}") as nb:
+        for _ in range(3):  # the connection stays usable: nothing left over from the last reply
+            (port,) = nb.lsp_list().ports
+            assert (port.name, port.switch, port.external_ids) == ("a.b{}", "sw", (("pod", "b/a{"),))
+    deadline = time.monotonic() + 5
+    while {"id": "echo", "result": [], "error": None} not in peer.received and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert {"id": "echo", "result": [], "error": None} in peer.received  # the server's probe was answered
+
+
 def test_a_raft_leader_is_preferred_over_an_earlier_follower(
-    cluster: OvsdbServer, peers: Callable[[dict[str, Any]], ScriptedPeer]
+    cluster: OvsdbServer, peers: Callable[..., ScriptedPeer]
 ) -> None:
     follower = peers(FOLLOWER)
     with connect(f"unix:{follower.path}", cluster.unix_remote) as nb:
@@ -663,7 +696,7 @@ def test_a_raft_leader_is_preferred_over_an_earlier_follower(
 
 
 def test_a_follower_is_used_when_no_leader_answers(
-    peers: Callable[[dict[str, Any]], ScriptedPeer], caplog: pytest.LogCaptureFixture, tmp_path: Path
+    peers: Callable[..., ScriptedPeer], caplog: pytest.LogCaptureFixture, tmp_path: Path
 ) -> None:
     cut_off, follower = peers(CUT_OFF), peers(FOLLOWER)
     remotes = (f"unix:{tmp_path}/down.sock", f"unix:{cut_off.path}", f"unix:{follower.path}")
@@ -673,7 +706,7 @@ def test_a_follower_is_used_when_no_leader_answers(
     assert any("no Raft leader" in r.getMessage() for r in caplog.records)
 
 
-def test_a_member_cut_off_from_its_cluster_is_not_used(peers: Callable[[dict[str, Any]], ScriptedPeer]) -> None:
+def test_a_member_cut_off_from_its_cluster_is_not_used(peers: Callable[..., ScriptedPeer]) -> None:
     cut_off = peers(CUT_OFF)
     with pytest.raises(TransientError, match="not connected to its cluster"):
         connect(f"unix:{cut_off.path}").connect()

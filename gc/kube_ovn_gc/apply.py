@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from . import plan as planner
-from .errors import ConflictError, GCError
+from .errors import ConflictError, GCError, IncompleteError
 from .interfaces import KubeWrites, Northbound
 from .model import IpCR, KubeSnapshot, PortUUID
 from .report import DONE, FAILED, PLANNED, SKIPPED, ActionRecord
@@ -210,14 +210,31 @@ def apply_ports(actions: Sequence[planner.PortAction], ctx: Context) -> list[Act
         return records
     try:
         rows = ctx.nb.lsp_get([a.port.uuid for a in survivors])
-        results: Mapping[PortUUID, str] = ctx.nb.lsp_del([a.port for a in survivors])
     except GCError as exc:
         log.error("port deletion failed: %s", exc)
         return records + [ActionRecord("port", a.port.name, f"{a.reason}; delete failed: {exc}", FAILED,
                                        port_detail(a)) for a in survivors]
+    uncertain: Collection[str] = ()
+    failure = "no outcome reported"
+    try:
+        results: Mapping[PortUUID, str] = ctx.nb.lsp_del([a.port for a in survivors])
+    except IncompleteError as exc:  # some batches went through: those ports are really gone
+        log.error("port deletion stopped part-way: %s", exc)
+        results, uncertain = {PortUUID(k): v for k, v in exc.settled.items()}, exc.uncertain
+        failure = str(exc)
+    except GCError as exc:
+        log.error("port deletion failed: %s", exc)
+        results, failure = {}, str(exc)
     for a in survivors:
         result = results.get(a.port.uuid, "failed")
-        if result in ("done", "gone"):
+        if a.port.uuid in uncertain:
+            # Its delete was sent and never answered: it may be gone. Keep its row for restore
+            # (which refuses a name that still exists), and report it failed: the next pass tells.
+            if a.port.uuid in rows:
+                ctx.undo.append({"kind": "port", "name": a.port.name, **rows[a.port.uuid], "uncertain": True})
+            records.append(ActionRecord("port", a.port.name, f"{a.reason}; delete not confirmed (it may have "
+                                        f"been applied): {failure}", FAILED, port_detail(a)))
+        elif result in ("done", "gone"):
             log.info("port %s deleted from switch %s (%s)", a.port.name, a.port.switch, a.reason,
                      extra={"action": "delete-port", "object": a.port.name, "reason": a.reason})
             if a.port.uuid in rows:
@@ -228,7 +245,8 @@ def apply_ports(actions: Sequence[planner.PortAction], ctx: Context) -> list[Act
             records.append(ActionRecord("port", a.port.name, "changed since read: left alone", SKIPPED,
                                         port_detail(a)))
         else:
-            records.append(ActionRecord("port", a.port.name, f"{a.reason}; delete failed: {result}", FAILED,
+            why = failure if result == "failed" else result
+            records.append(ActionRecord("port", a.port.name, f"{a.reason}; delete failed: {why}", FAILED,
                                         port_detail(a)))
     return records
 

@@ -48,6 +48,12 @@ def connection_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                      type=click.Path(dir_okay=False), help="certificate for ssl: remotes."),
         click.option("--ovn-nb-ca-cert", envvar="OVN_NB_CA_CERT", show_envvar=True,
                      type=click.Path(dir_okay=False), help="CA certificate for ssl: remotes."),
+        click.option("--ovn-nb-timeout", type=Duration(), default="10s", show_default=True,
+                     envvar="OVN_NB_TIMEOUT", show_envvar=True,
+                     help="how long an NB member may stay silent (connecting, answering, or within a reply) "
+                          "before it is given up for the next remote; one given up is tried last for the rest "
+                          "of the pass. Raise it beyond ~300k ports: ovsdb-server is silent ~2 s per 100k "
+                          "ports while it builds the port list."),
         click.option("--min-age", type=Duration(), default="5m", show_default=True,
                      envvar="KUBE_OVN_GC_MIN_AGE", show_envvar=True,
                      help="IP CRs younger than this are never collected (0s disables)."),
@@ -123,6 +129,9 @@ def build_settings(dry_run: bool, **opts: Any) -> Settings:
         remotes = parse_remotes(opts["ovn_nb"])
     except ConfigError as exc:
         raise click.BadParameter(str(exc), param_hint="--ovn-nb") from exc
+    nb_timeout = opts["ovn_nb_timeout"].total_seconds()
+    if nb_timeout <= 0:
+        raise click.BadParameter("must be more than 0s", param_hint="--ovn-nb-timeout")
     if any(r.startswith("ssl:") for r in remotes):
         missing = [flag for flag, key in (("--ovn-nb-private-key", "ovn_nb_private_key"),
                                           ("--ovn-nb-certificate", "ovn_nb_certificate"),
@@ -131,7 +140,7 @@ def build_settings(dry_run: bool, **opts: Any) -> Settings:
             raise click.UsageError(f"ssl: remotes need {', '.join(missing)}")
     settings = Settings(
         nb=NbSettings(remotes=remotes, private_key=opts["ovn_nb_private_key"],
-                      certificate=opts["ovn_nb_certificate"], ca_cert=opts["ovn_nb_ca_cert"]),
+                      certificate=opts["ovn_nb_certificate"], ca_cert=opts["ovn_nb_ca_cert"], timeout=nb_timeout),
         kube=KubeSettings(kubeconfig=opts["kubeconfig"], context=opts["kube_context"]),
         dry_run=dry_run,
         min_age=opts["min_age"],

@@ -6,6 +6,8 @@ that ended the pass. Always chain with ``raise ... from exc``.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
+
 
 class GCError(Exception):
     """Base of every error the job raises on purpose."""
@@ -37,3 +39,15 @@ class ConfigError(GCError):
 
 class SafetyError(GCError):
     """A safety rail refused the pass; nothing was changed."""
+
+
+class IncompleteError(GCError):
+    """A batched write stopped part-way. ``settled`` maps the objects whose outcome is known
+    (done before the failure, or found gone after it) to that outcome; ``uncertain`` names
+    those whose write was sent but never answered and could not be looked up again: they
+    may or may not have been written. Every other object of the call was left as it was."""
+
+    def __init__(self, message: str, settled: Mapping[str, str], uncertain: Collection[str] = ()) -> None:
+        super().__init__(message)
+        self.settled = dict(settled)
+        self.uncertain = frozenset(uncertain)

@@ -13,34 +13,63 @@ Wire protocol
 python-ovs provides the byte stream only (``ovs.stream`` for unix/tcp/ssl,
 ``ovs.poller`` for blocking waits with a deadline). Its JSON parser (``ovs.json``)
 is pure Python and needs about 12 s for 100k ports, so framing and parsing are
-done here:
+done here.
 
-* every request is followed, in the same write, by an ``echo`` request whose
-  id is a random marker. ovsdb-server answers a connection's requests in
-  order, so once the marker appears in the received bytes (``bytearray.find``
-  over the newly received tail only) every byte before the ``{`` that opens the
-  echo reply belongs to earlier messages. The echo reply is
-  ``{"id":"<marker>","result":[],"error":null}``: it holds no other ``{``,
-  so ``rfind`` from the marker finds its start;
-* that prefix is normally exactly one message, our reply, and is parsed in one
-  ``orjson.loads`` call (orjson reads the ``bytearray`` as it is);
-* if it is not (the server slipped its own ``echo`` probe in ahead of the
-  reply), the prefix is split with ``json.JSONDecoder().raw_decode``, probes
-  are answered, and the reply is picked by id. Server messages that arrive
-  between our requests (inactivity probes on tcp/ssl remotes) are drained and
-  answered before each request, so the slow path is rare.
+A reply is matched to its request by id (RFC 7047 §4.1), whatever the order in
+which replies come: a Raft member (Kube-OVN's ovn-central runs one whenever
+``NODE_IPS`` is set, even with one replica) answers ``echo`` at once but a write
+only once it is committed, and holds even a read while its log has entries it has
+not applied (``ovsdb_trigger_try`` → ``ovsdb_txn_precheck_prereq``, ovsdb/trigger.c).
+One request of ours is in flight at a time; server requests (``echo`` probes) are
+answered whenever they show up, before, between or after replies; anything else is
+logged and dropped. JSON-RPC has no length prefix, so messages are framed thus:
+
+* a boundary between two messages is a ``}``, then ``{``, then the name of a
+  JSON-RPC member (``"id"``, ``"method"``, ``"params"``, ``"result"``,
+  ``"error"``) and ``:``, blanks allowed between: one compiled regex over the
+  newly received bytes only (``_BOUNDARY``). Nothing inside a message matches:
+  outside a string a ``}`` is followed by ``{`` only where a top-level value
+  ends, and inside a string the ``"`` after the ``{`` would close the string,
+  which a letter cannot follow;
+* the bytes after the last boundary (normally: the whole reply) are parsed once
+  they end with ``}``, as a message must: one ``orjson.loads``, which reads the
+  ``bytearray`` as it is. Should that fail, msgspec's validating scan (it builds
+  no objects) tells a message cut short (wait for the rest) from several
+  messages with more than 64 blanks between them (split by the stdlib
+  ``raw_decode``) or from garbage (:class:`FatalError`).
 
 Measured on the shared 2-core dev VM (expect +-30%) against a local
-ovsdb-server 3.1, 100k ports in one switch (a 26.7 MB reply): ``lsp_list``
-~3-4 s over unix or tcp, of which ~2 s is ovsdb-server producing the reply,
-~0.35 s orjson and ~0.6 s building ``Port`` objects, both with the cyclic GC
-paused (with it running they cost ~1.3 s more, see :func:`kube_ovn_gc.memory.gc_paused`).
-On the same reply ``ovs.json`` needs ~18 s and the stdlib ``raw_decode``
-~0.4 s. ``lsp_del`` of 1000 of those ports: ~0.3-0.45 s, of which the
-per-uuid pre-check selects take ~0.1-0.17 s (one full-table select of
-``name``/``external_ids`` instead: ~3 s); one ``mutate`` per port rather than
-one per switch costs ~0.06 s more per 1000 and lets a port that moved to
-another switch be told apart.
+ovsdb-server 3.1. Framing a 38 MB reply (100k ports of the bench cluster) fed
+in 208 KB chunks costs what ``orjson.loads`` of it costs alone, ~0.27 s: the
+boundary regex takes ~16 ms over the 38 MB, a failed parse of a message cut
+short ~0.1 s plus ~15 ms for the msgspec check. ``lsp_list`` of 98.5k ports
+(``python -m bench.nblist --ports 100000``, median of 5) over unix / tcp:
+standalone 2.17 / 2.21 s with the former echo-marker framing, {STANDALONE};
+one-member Raft cluster 2.32 / 2.43 s before, {RAFT}. Of that ~2 s is
+ovsdb-server producing the reply (silent meanwhile), ~0.3 s orjson and ~0.6 s
+building ``Port`` objects, both with the cyclic GC paused (with it running they
+cost ~1.3 s more, see :func:`kube_ovn_gc.memory.gc_paused`). On the same reply
+``ovs.json`` needs ~18 s and the stdlib ``raw_decode`` ~0.4 s. ``lsp_del`` of
+1000 of those ports: ~0.3-0.45 s, of which the per-uuid pre-check selects take
+~0.1-0.17 s (one full-table select of ``name``/``external_ids`` instead: ~3 s);
+one ``mutate`` per port rather than one per switch costs ~0.06 s more per 1000
+and lets a port that moved to another switch be told apart.
+
+What would break the framing's speed, not its correctness: a peer that sends a
+large reply in pieces that each end with ``}`` and pauses after each; every pause
+costs a failed parse of what came so far. ovsdb-server writes a reply in one go
+and the kernel cuts it anywhere: a chunk ends with ``}`` about once in 400.
+What would break it: a peer that puts anything but blanks between messages, or
+opens one with another member (JSON-RPC 1.0 has these five).
+
+Timeout
+-------
+``NbSettings.timeout`` (``--ovn-nb-timeout``, 10 s) bounds each silence of a
+member: connecting (TCP, TLS), the first byte of a reply, every pause within
+one; not a whole reply, which streams for seconds. A member silent that long
+(SIGSTOPped, hung, its host cut off: the kernel still accepts TCP) is given up
+for the next remote and tried after the others on every later connect of the
+same adapter, so it costs one timeout per pass, not one per attempt.
 
 Errors
 ------
@@ -50,6 +79,9 @@ attempt reconnects, trying the remotes again). A failed ``wait`` is a
 :class:`ConflictError`; any other operation error (constraint violation,
 syntax, referential integrity) is a :class:`FatalError`. Every public method
 applies the one :class:`RetryPolicy` itself; callers should not wrap them again.
+:meth:`OvsdbNorthbound.lsp_del` that fails after some batches went through
+raises :class:`IncompleteError` with what it knows: the caller reports exactly
+those ports deleted, and a batch whose reply was lost as possibly applied.
 """
 
 from __future__ import annotations
@@ -60,20 +92,28 @@ import json
 import logging
 import os
 import re
-import secrets
 import socket
 import ssl
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
 from types import TracebackType
-from typing import Any, Literal, TypedDict, TypeVar
+from typing import Any, Literal, NoReturn, TypedDict, TypeVar
 
+import msgspec
 import orjson
 import ovs.poller
 import ovs.stream
 
-from .errors import ConfigError, ConflictError, FatalError, NotFoundError, TransientError
+from .errors import (
+    ConfigError,
+    ConflictError,
+    FatalError,
+    GCError,
+    IncompleteError,
+    NotFoundError,
+    TransientError,
+)
 from .memory import gc_paused
 from .model import NbSnapshot, Port, PortUUID
 from .retry import RetryPolicy, retrying
@@ -224,11 +264,14 @@ class _Connection:
         self.remote = remote
         self._timeout = timeout
         self._buf = bytearray()
+        self._start = 0  # where the first message not yet taken begins
+        self._scan = 0  # where the next search for a boundary begins
         self._next_id = 0
+        self.role = ""  # "leader" or "follower" once connected
 
     @classmethod
     def open(cls, remote: str, settings: NbSettings) -> _Connection:
-        failure = ""
+        failure, error = "", 0
         for name in _stream_names(remote):
             if name.startswith("ssl:"):
                 ovs.stream.Stream.ssl_set_private_key_file(settings.private_key)
@@ -249,56 +292,59 @@ class _Connection:
                 failure = _strerror(error)
             if name != remote:
                 failure = f"{failure} (as {name})"
+        if error == errno.ETIMEDOUT:
+            raise _SilentError(f"{remote}: {failure}")
         raise TransientError(f"{remote}: {failure}")
 
     def close(self) -> None:
         self._stream.close()
 
     def call(self, method: str, params: list[Any]) -> dict[str, Any]:
-        """Send one request and return the whole reply message (``result`` or ``error``)."""
-        deadline = time.monotonic() + self._timeout
-        self._drain(deadline)
+        """Send one request and return its reply (the message with its id: ``result`` or ``error``).
+
+        Whatever comes before the reply is handled on the way: the server's ``echo``
+        probes are answered, anything else is logged and dropped.
+        """
+        self._drain()
         rid = self._next_id
         self._next_id += 1
-        marker = f"kube-ovn-gc-{secrets.token_hex(16)}"
-        self._send(
-            orjson.dumps({"id": rid, "method": method, "params": params})
-            + orjson.dumps({"id": marker, "method": "echo", "params": []}),
-            deadline,
-        )
-        head = self._recv_until_marker(b'"' + marker.encode() + b'"', deadline)
-        try:
-            msg = orjson.loads(head)
-        except orjson.JSONDecodeError:
-            msgs = _split_messages(head, self.remote)  # a server request came first
-        else:
-            if isinstance(msg, dict) and msg.get("id") == rid and "method" not in msg:
-                return msg
-            msgs = [msg]
-        reply = self._dispatch(msgs, rid, deadline)
-        if reply is None:
-            raise FatalError(f"{self.remote}: no reply to request {rid} ({method}) before its echo")
+        self._send(orjson.dumps({"id": rid, "method": method, "params": params}))
+        reply: dict[str, Any] | None = None
+        while reply is None:
+            self._recv(block=True)
+            for msg in self._messages():
+                if msg.get("id") == rid and "method" not in msg:
+                    reply = msg
+                else:
+                    self._handle(msg)  # a probe right behind the reply is answered too
         return reply
 
     # --- bytes ---
 
-    def _send(self, data: bytes, deadline: float) -> None:
+    def _send(self, data: bytes) -> None:
+        deadline = time.monotonic() + self._timeout
         view = memoryview(data)
         while view:
             sent = self._stream.send(view)
             if sent > 0:
                 view = view[sent:]
+                deadline = time.monotonic() + self._timeout
             elif sent == -errno.EAGAIN or sent == 0:
                 self._block(self._stream.send_wait, deadline)
             else:
                 raise TransientError(f"{self.remote}: send failed: {_strerror(-sent)}")
 
-    def _recv(self, deadline: float | None) -> bool:
-        """Append what is available to the buffer; ``False`` if nothing (only when not blocking)."""
+    def _recv(self, block: bool) -> bool:
+        """Append what is available to the buffer; ``False`` if nothing (only when not blocking).
+
+        Blocking waits at most the timeout for the first byte: the timeout bounds each
+        silence, not a whole reply (a large one streams for seconds).
+        """
+        deadline = time.monotonic() + self._timeout
         while True:
             error, data = self._stream.recv(_RECV_CHUNK)
             if error == errno.EAGAIN:
-                if deadline is None:
+                if not block:
                     return False
                 self._block(self._stream.recv_wait, deadline)
                 continue
@@ -312,89 +358,126 @@ class _Connection:
     def _block(self, register: Callable[[Any], None], deadline: float) -> None:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise TransientError(f"{self.remote}: no answer within {self._timeout:g}s")
+            raise _SilentError(f"{self.remote}: no answer within {self._timeout:g}s")
         poller = ovs.poller.Poller()
         register(poller)
         poller.timer_wait(int(remaining * 1000) + 1)
         poller.block()
 
-    def _recv_until_marker(self, needle: bytes, deadline: float) -> bytearray:
-        scan = 0
-        while True:
-            buf = self._buf
-            at = buf.find(needle, scan)
-            if at >= 0:
-                end = buf.find(b"}", at)
-                if end >= 0:
-                    start = buf.rfind(b"{", 0, at)
-                    head = buf[:start]
-                    self._buf = buf[end + 1 :]
-                    return head
-                scan = at
-            else:
-                scan = max(0, len(buf) - len(needle) + 1)
-            self._recv(deadline)
-
     # --- messages ---
 
-    def _drain(self, deadline: float) -> None:
-        """Answer whatever the server sent while we were not asking (inactivity probes)."""
-        while self._recv(None):
-            pass
-        if not self._buf.strip():
-            self._buf.clear()
-            return
-        text = self._buf.decode("utf-8", "surrogateescape")
-        decoder = json.JSONDecoder()
-        msgs: list[Any] = []
-        pos = 0
-        try:
-            while True:
-                while pos < len(text) and text[pos] in " \t\r\n":
-                    pos += 1
-                if pos == len(text):
-                    break
-                msg, pos = decoder.raw_decode(text, pos)
-                msgs.append(msg)
-        except json.JSONDecodeError:
-            pass  # an incomplete message: it is finished by the bytes still to come
-        self._buf = bytearray(text[pos:].encode("utf-8", "surrogateescape"))
-        self._dispatch(msgs, None, deadline)
+    def _messages(self) -> list[dict[str, Any]]:
+        """The complete messages at the head of the buffer, removed from it (see "Wire protocol").
 
-    def _dispatch(self, msgs: Iterable[Any], rid: int | None, deadline: float) -> dict[str, Any] | None:
-        reply: dict[str, Any] | None = None
-        for msg in msgs:
-            if not isinstance(msg, dict):
-                raise FatalError(f"{self.remote}: not a JSON-RPC message: {str(msg)[:200]}")
-            method = msg.get("method")
-            if method == "echo" and msg.get("id") is not None:
-                log.debug("answering echo from %s", self.remote)
-                answer = {"id": msg["id"], "result": msg.get("params", []), "error": None}
-                self._send(orjson.dumps(answer), deadline)
-            elif method is not None:
-                log.debug("ignoring %s from %s", method, self.remote)
-            elif rid is not None and msg.get("id") == rid:
-                reply = msg
+        New bytes are searched for boundaries between messages once; the bytes after the
+        last boundary are parsed only when they end with ``}``, as a message must.
+        """
+        buf = self._buf
+        msgs: list[dict[str, Any]] = []
+        start = self._start
+        for m in _BOUNDARY.finditer(buf, self._scan):
+            end = m.start() + 1
+            msgs.extend(_parse(buf, start, end, self.remote, whole=True))
+            start = buf.index(b"{", end)
+        last = len(buf) - 1
+        while last >= start and buf[last] in _WHITESPACE:
+            last -= 1
+        if last < start:
+            self._buf, self._start, self._scan = bytearray(), 0, 0
+            return msgs
+        self._start, self._scan = start, max(start, len(buf) - _BOUNDARY_MAX)
+        if buf[last] == _CLOSE:
+            try:
+                tail = _parse(buf, start, len(buf), self.remote, whole=False)
+            except _IncompleteError:
+                pass  # finished by the bytes still to come
             else:
-                log.debug("ignoring a stray reply (id %r) from %s", msg.get("id"), self.remote)
-        return reply
+                msgs.extend(tail)
+                self._buf, self._start, self._scan = bytearray(), 0, 0
+                return msgs
+        if start > _COMPACT_AT:
+            del buf[:start]
+            self._scan -= start
+            self._start = 0
+        return msgs
+
+    def _drain(self) -> None:
+        """Answer whatever the server sent while we were not asking (inactivity probes)."""
+        while self._recv(block=False):
+            pass
+        for msg in self._messages():
+            self._handle(msg)
+
+    def _handle(self, msg: dict[str, Any]) -> None:
+        """A message that is not the reply being waited for: a server request, or a stray reply."""
+        method = msg.get("method")
+        if method == "echo" and msg.get("id") is not None:
+            log.debug("answering echo from %s", self.remote)
+            self._send(orjson.dumps({"id": msg["id"], "result": msg.get("params", []), "error": None}))
+        elif method is not None:
+            log.debug("ignoring %s from %s", method, self.remote)
+        else:
+            log.debug("ignoring a stray reply (id %r) from %s", msg.get("id"), self.remote)
 
 
-def _split_messages(data: bytearray, remote: str) -> list[Any]:
-    text = data.decode("utf-8")
+_BOUNDARY_WS = rb"[ \t\r\n]{0,64}"
+_BOUNDARY = re.compile(
+    rb"\}" + _BOUNDARY_WS + rb"\{" + _BOUNDARY_WS + rb'"(?:id|method|params|result|error)"' + _BOUNDARY_WS + rb":"
+)
+"""Where one JSON-RPC message ends and the next begins (see "Wire protocol" for why nothing else matches)."""
+_BOUNDARY_MAX = 3 * 64 + 12  # the longest match: a new search starts this far back
+_WHITESPACE = frozenset(b" \t\r\n")
+_CLOSE = ord("}")
+_COMPACT_AT = 1 << 16  # consumed bytes kept at the head of the buffer before it is compacted
+
+
+class _IncompleteError(Exception):
+    """The bytes end before the message does."""
+
+
+class _SilentError(TransientError):
+    """The member did not answer (or accept) within the timeout: tried last from then on."""
+
+
+def _parse(buf: bytearray, start: int, end: int, remote: str, *, whole: bool) -> list[dict[str, Any]]:
+    """``buf[start:end]`` as JSON-RPC messages: one ``orjson.loads`` when it is one message (the
+    normal case, however large). Otherwise: :class:`_IncompleteError` when it is the start of
+    one (``whole=False`` only; told cheaply by msgspec's validating scan), else split by the
+    stdlib ``raw_decode`` (a peer that writes more than 64 blank characters between messages)."""
+    with memoryview(buf) as view, view[start:end] as part:
+        try:
+            msgs = [orjson.loads(part)]
+        except orjson.JSONDecodeError:
+            if not whole:
+                try:
+                    msgspec.json.decode(part, type=msgspec.Raw)
+                except msgspec.DecodeError as exc:
+                    if "truncated" in str(exc):
+                        raise _IncompleteError from None
+            msgs = _split_messages(bytes(part), remote, whole=whole)
+    for msg in msgs:
+        if not isinstance(msg, dict):
+            raise FatalError(f"{remote}: not a JSON-RPC message: {str(msg)[:200]}")
+    return msgs
+
+
+def _split_messages(data: bytes, remote: str, *, whole: bool) -> list[Any]:
+    text = data.decode("utf-8", "surrogateescape")
     decoder = json.JSONDecoder()
     msgs: list[Any] = []
     pos = 0
-    try:
-        while True:
-            while pos < len(text) and text[pos] in " \t\r\n":
-                pos += 1
-            if pos == len(text):
-                return msgs
+    while True:
+        while pos < len(text) and text[pos] in " \t\r\n":
+            pos += 1
+        if pos == len(text):
+            return msgs
+        try:
             msg, pos = decoder.raw_decode(text, pos)
-            msgs.append(msg)
-    except json.JSONDecodeError as exc:
-        raise FatalError(f"{remote}: malformed JSON from the server: {exc}") from exc
+        except json.JSONDecodeError as exc:
+            if not whole and (exc.pos >= len(text) or exc.msg.startswith("Unterminated string")):
+                raise _IncompleteError from None
+            raise FatalError(f"{remote}: malformed JSON from the server: {exc}") from exc
+        msgs.append(msg)
 
 
 def _strerror(code: int) -> str:
@@ -508,6 +591,7 @@ class OvsdbNorthbound:
         self._settings = settings
         self._retry = retry
         self._conn: _Connection | None = None
+        self._silent: set[str] = set()  # remotes that once did not answer in time: tried last
 
     def __enter__(self) -> OvsdbNorthbound:
         self.connect()
@@ -587,6 +671,11 @@ class OvsdbNorthbound:
         Per port: ``done`` (deleted now), ``gone`` (already absent: success) or
         ``changed`` (its name or external_ids differ from the snapshot, or it
         moved to another switch: left alone). Batches of :data:`BATCH_SIZE`.
+
+        A batch that fails for good ends the call: :class:`IncompleteError` carries the
+        outcomes of the batches before it (and of its own ports found gone when looked up
+        again); the ports of later batches were not touched. A failure of the first batch
+        that the server answered (nothing was written) is raised as it is.
         """
         unique = list({p.uuid: p for p in ports}.values())
         for p in unique:
@@ -596,7 +685,14 @@ class OvsdbNorthbound:
         for start in range(0, len(unique), BATCH_SIZE):
             batch = unique[start : start + BATCH_SIZE]
             started = time.monotonic()
-            done = self._retrying(f"NB lsp-del of {len(batch)} ports", partial(self._del_batch, batch))
+            try:
+                done = self._retrying(f"NB lsp-del of {len(batch)} ports", partial(self._del_batch, batch))
+            except TransientError as exc:
+                self._settle(batch, exc, out)
+            except GCError as exc:  # answered: that batch was not applied
+                if not out:
+                    raise
+                raise IncompleteError(str(exc), {u: outcome for u, outcome in out.items()}) from exc
             out.update(done)
             counts = {k: sum(1 for v in done.values() if v == k) for k in ("done", "gone", "changed")}
             log.info(
@@ -608,6 +704,26 @@ class OvsdbNorthbound:
                 time.monotonic() - started,
             )
         return out
+
+    def _settle(self, batch: Sequence[Port], exc: TransientError, out: dict[PortUUID, DelOutcome]) -> NoReturn:
+        """After a batch failed for good on a transient error: look its ports up once more (a
+        member may answer again, and the lost reply may have been to a delete that was committed:
+        those are ``gone``), then raise :class:`IncompleteError` with every outcome known."""
+        settled: dict[str, str] = {u: outcome for u, outcome in out.items()}
+        try:
+            if self._connection().role != "leader":
+                # A follower may not have heard of a delete the old leader replicated before it
+                # died; the next leader commits it. A Raft member holds even a read until it has
+                # applied every entry in its log, so a leader's answer includes that delete.
+                raise TransientError("no Raft leader to ask")
+            current = self._current(batch)
+        except GCError as again:
+            self.close()
+            log.warning("cannot tell which of %d ports the failed delete removed: %s", len(batch), again)
+            raise IncompleteError(f"{exc} (and the ports could not be looked up again: {again})", settled,
+                                  [p.uuid for p in batch]) from exc
+        settled.update((p.uuid, "gone") for p in batch if p.uuid not in current)
+        raise IncompleteError(str(exc), settled) from exc
 
     def lsp_add(self, switch_name: str, row: Mapping[str, Any]) -> PortUUID:
         """Insert a port row (as :meth:`lsp_get` returned it) into a switch; used by restore.
@@ -685,7 +801,9 @@ class OvsdbNorthbound:
         def attempt() -> T:
             try:
                 return fn()
-            except TransientError:
+            except TransientError as exc:
+                if isinstance(exc, _SilentError) and self._conn is not None:
+                    self._silent.add(self._conn.remote)  # frozen mid-pass: the others first next time
                 self.close()
                 raise
 
@@ -697,27 +815,34 @@ class OvsdbNorthbound:
         failures: list[str] = []
         no_db = 0
         follower: _Connection | None = None
-        for remote in self._settings.remotes:
+        # A member that once let its timeout pass (frozen, overloaded, cut off) is tried after
+        # the others, so it costs one timeout per pass, not one per attempt.
+        for remote in sorted(self._settings.remotes, key=lambda r: r in self._silent):
             try:
                 conn = _Connection.open(remote, self._settings)
+                try:
+                    role = self._role(conn)
+                except BaseException:
+                    conn.close()
+                    raise
             except TransientError as exc:
                 failures.append(str(exc))
-                continue
-            try:
-                role = self._role(conn)
-            except TransientError as exc:
-                conn.close()
-                failures.append(str(exc))
+                if isinstance(exc, _SilentError):
+                    self._silent.add(remote)
+                    log.warning("NB member %s did not answer within %gs; trying the next", remote,
+                                self._settings.timeout)
                 continue
             except BaseException:
-                for spare in (conn, follower):
-                    if spare is not None:
-                        spare.close()
+                if follower is not None:
+                    follower.close()
                 raise
+            self._silent.discard(remote)
             if role == "leader":
+                conn.role = role
                 self._use(conn, follower)
                 return conn
             if role == "follower" and follower is None:
+                conn.role = role
                 follower = conn
                 continue
             conn.close()

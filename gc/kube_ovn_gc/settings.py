@@ -28,7 +28,7 @@ class NbSettings:
     private_key: str | None = None
     certificate: str | None = None
     ca_cert: str | None = None
-    timeout: float = 30.0
+    timeout: float = 10.0  # seconds an NB member may stay silent (--ovn-nb-timeout)
 
 
 @dataclass(frozen=True)
