@@ -44,8 +44,8 @@ in 208 KB chunks costs what ``orjson.loads`` of it costs alone, ~0.27 s: the
 boundary regex takes ~16 ms over the 38 MB, a failed parse of a message cut
 short ~0.1 s plus ~15 ms for the msgspec check. ``lsp_list`` of 98.5k ports
 (``python -m bench.nblist --ports 100000``, median of 5) over unix / tcp:
-standalone 2.17 / 2.21 s with the former echo-marker framing, {STANDALONE};
-one-member Raft cluster 2.32 / 2.43 s before, {RAFT}. Of that ~2 s is
+standalone 2.17 / 2.21 s with the former echo-marker framing, 2.14 / 2.21 s
+now; one-member Raft cluster 2.32 / 2.43 s before, 2.39 / 2.35 s now. Of that ~2 s is
 ovsdb-server producing the reply (silent meanwhile), ~0.3 s orjson and ~0.6 s
 building ``Port`` objects, both with the cyclic GC paused (with it running they
 cost ~1.3 s more, see :func:`kube_ovn_gc.memory.gc_paused`). On the same reply
