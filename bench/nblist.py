@@ -24,26 +24,14 @@ from bench.cluster import Shape, generate
 from kube_ovn_gc.ovn import OvsdbNorthbound
 from kube_ovn_gc.retry import RetryPolicy
 from kube_ovn_gc.settings import NbSettings
-from ovsdb import OvsdbServer, encode_value
-
-_BATCH = 5000
+from ovsdb import OvsdbServer
 
 
 def seed(nb: OvsdbServer, switches: dict[str, list[dict[str, Any]]]) -> int:
-    count = 0
     for name, rows in switches.items():
         nb.add_switch(name, {"vendor": "kube-ovn"})
-        for start in range(0, len(rows), _BATCH):
-            chunk = rows[start : start + _BATCH]
-            ops: list[dict[str, Any]] = [
-                {"op": "insert", "table": "Logical_Switch_Port", "uuid-name": f"p{i}",
-                 "row": {k: encode_value(v) for k, v in row.items()}} for i, row in enumerate(chunk)]
-            refs = ["set", [["named-uuid", f"p{i}"] for i in range(len(chunk))]]
-            ops.append({"op": "mutate", "table": "Logical_Switch", "where": [["name", "==", name]],
-                        "mutations": [["ports", "insert", refs]]})
-            nb.transact(ops)
-            count += len(chunk)
-    return count
+        nb.add_ports(name, rows, batch=5000)
+    return sum(map(len, switches.values()))
 
 
 def measure(remote: str, repeat: int) -> list[float]:

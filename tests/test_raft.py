@@ -102,6 +102,14 @@ def truthful(report: dict[str, Any], raft3: RaftCluster, api: FakeApiServer) -> 
     alive_intact(raft3, api)
 
 
+def every_leak_deleted(result: Result, report: dict[str, Any], raft3: RaftCluster, api: FakeApiServer) -> None:
+    """Exit 0: every leaked port deleted, each in undo, the rest as :func:`truthful` wants it."""
+    assert result.exit_code == 0, report
+    assert {a["outcome"] for a in port_actions(report).values()} == {"done"}
+    assert {u["name"] for u in report["undo"] if u["kind"] == "port"} == LEAKED_PORTS
+    truthful(report, raft3, api)
+
+
 def alive_intact(raft3: RaftCluster, api: FakeApiServer) -> None:
     ips = {i["metadata"]["name"]: i for i in api.list("ips")}
     for name in LIVING_IPS:
@@ -129,10 +137,7 @@ def test_a_pass_through_a_three_member_cluster_deletes_every_leak(
     remotes = raft3.remotes()
     assert remotes.split(",")[-1] == raft3.leader().tcp_remote  # the leader is listed last
     result, report = gc(kubeconfig, remotes, "run")
-    assert result.exit_code == 0, report
-    assert {a["outcome"] for a in port_actions(report).values()} == {"done"}
-    truthful(report, raft3, kube_api)
-    assert {u["name"] for u in report["undo"] if u["kind"] == "port"} == LEAKED_PORTS
+    every_leak_deleted(result, report, raft3, kube_api)
     converges(raft3, kube_api, kubeconfig)
 
 
@@ -146,10 +151,7 @@ def test_leader_killed_mid_delete_the_pass_finishes_through_the_new_leader(
     after_delete_batch(2, leader.kill)
     result, report = gc(kubeconfig, raft3.remotes(), "run")
     assert not leader.running
-    assert result.exit_code == 0, report
-    assert {a["outcome"] for a in port_actions(report).values()} == {"done"}
-    assert {u["name"] for u in report["undo"] if u["kind"] == "port"} == LEAKED_PORTS
-    truthful(report, raft3, kube_api)
+    every_leak_deleted(result, report, raft3, kube_api)
     assert raft3.leader() is not leader
     leader.start()  # it rejoins as a follower
     converges(raft3, kube_api, kubeconfig)
@@ -192,10 +194,7 @@ def test_leader_frozen_for_a_few_seconds_mid_delete(
         result, report = gc(kubeconfig, raft3.remotes(), "run", timeout="1s")
     finally:
         thaw.join()
-    assert result.exit_code == 0, report
-    assert {a["outcome"] for a in port_actions(report).values()} == {"done"}
-    assert {u["name"] for u in report["undo"] if u["kind"] == "port"} == LEAKED_PORTS
-    truthful(report, raft3, kube_api)
+    every_leak_deleted(result, report, raft3, kube_api)
     assert f"{leader.tcp_remote}: no answer within 1s" in result.stderr  # given up, not waited for
     converges(raft3, kube_api, kubeconfig)
 
@@ -206,9 +205,7 @@ def test_one_follower_stopped_the_pass_goes_on(demo: Cluster, kube_api: FakeApiS
     remotes = raft3.remotes(stopped, other, raft3.leader())
     stopped.stop()
     result, report = gc(kubeconfig, remotes, "run")
-    assert result.exit_code == 0, report
-    assert {u["name"] for u in report["undo"] if u["kind"] == "port"} == LEAKED_PORTS
-    truthful(report, raft3, kube_api)
+    every_leak_deleted(result, report, raft3, kube_api)
     converges(raft3, kube_api, kubeconfig)
     stopped.start()
 
@@ -225,8 +222,7 @@ def test_a_frozen_follower_listed_first_costs_one_timeout_per_pass(
         took = time.monotonic() - started
     finally:
         frozen.resume()
-    assert result.exit_code == 0, report
-    truthful(report, raft3, kube_api)
+    every_leak_deleted(result, report, raft3, kube_api)
     given_up = re.findall(r"NB member (\S+) did not answer within 1s", result.stderr)
     assert given_up == [frozen.tcp_remote]  # once: not again on the next connect
     assert took < 10  # the 30 s of the old fixed timeout would show here
