@@ -26,7 +26,7 @@ from kube_ovn_gc.doctor import (
     Ref,
 )
 from kube_ovn_gc.model import IpCR, KubevirtState, Node, Pod, Port, Snapshot, Subnet
-from kube_ovn_gc.plan import Policy, plan
+from kube_ovn_gc.plan import Policy, plan, plan_statuses
 from kube_ovn_gc.report import ExitCode
 
 T = TypeVar("T", Pod, IpCR, Subnet)
@@ -485,3 +485,79 @@ def test_owners_that_keep_their_address_release_their_ip_cr_first() -> None:
                  vms=(vm("default", "vm1"), vm("default", "vm1", kind="VirtualMachineInstance")))
     assert only(examine(snap), MISMATCH).remedy.startswith(
         "kubectl delete ip vm1.default && virtctl restart vm1 -n default  #")
+
+
+# --- what Kube-OVN writes, shape by shape (issue 10) ----------------------------------------------
+
+
+def subnet_owned(name: str, sub: str, address: str) -> tuple[IpCR, Port]:
+    """A querier or U2O address as v1.13.0-v1.15.0 write it: namespace default, podName = its own name."""
+    the_ip, the_port = owned(name, name, address, subnet_name=sub)
+    return dataclasses.replace(the_ip, node_name=""), the_port
+
+
+def test_subnet_owned_addresses_in_namespace_default_are_neither_leaked_nor_missing() -> None:
+    querier = subnet_owned("mcast-querier.s1", "s1", "10.18.0.2")
+    u2o_ip, _ = subnet_owned("u2o-interconnection.ovn-cluster.s1", "s1", "10.18.0.3")  # no LSP
+    snap = settled(snapshot(ips=(querier[0], u2o_ip), ports=(querier[1],),
+                            subnets=(subnet("s1", "10.18.0.0/24", gateway="10.18.0.1", exclude=("10.18.0.1",)),)))
+    assert examine(snap) == ()
+
+
+@pytest.mark.parametrize("node_name", ["w1", "w1.example.com"])
+def test_a_node_address_mismatch_restarts_the_controller_whatever_the_node_name(node_name: str) -> None:
+    the_ip, _ = node_pair(node_name, "100.64.0.2")
+    the_port = port(f"node-{node_name}", switch="join", addresses=(f"{the_ip.mac} 100.64.0.9",))
+    finding = only(examine(world((the_ip, the_port), nodes=(Node(node_name, allocated=True),))), MISMATCH)
+    assert finding.remedy.startswith(doctor.RESTART_CONTROLLER), finding.remedy
+    assert "kubectl delete ip" not in finding.remedy
+
+
+def test_a_querier_address_mismatch_is_fixed_through_its_subnet_not_by_deleting_its_ip_cr() -> None:
+    the_ip, _ = subnet_owned("mcast-querier.s1", "s1", "10.18.0.2")
+    the_port = port("mcast-querier.s1", pod_key="default/mcast-querier.s1", switch="s1",
+                    addresses=(f"{the_ip.mac} 10.18.0.9",))
+    finding = only(examine(world((the_ip, the_port), subnets=(subnet("s1", "10.18.0.0/24"),))), MISMATCH)
+    assert finding.remedy.startswith("kubectl patch subnet s1 --type=merge -p '{\"spec\":{\"enableMulticastSnoop\""
+                                     ":false}}'"), finding.remedy
+    assert "kubectl delete ip" not in finding.remedy
+
+
+def test_a_cidr_less_underlay_subnet_is_not_judged() -> None:
+    # Kube-OVN computes no status for it (calcSubnetStatusIP stops at ParseCIDR / CheckCidrs of "").
+    vlan_subnet = subnet("underlay", cidr="", gateway="", exclude=(), status={})
+    snap = snapshot(subnets=(vlan_subnet,))
+    assert examine(snap) == ()
+    assert plan_statuses(snap.kube, ()).skipped == ()
+
+
+def attached(p: Pod, *switches: str) -> Pod:
+    """``p`` with each network's ``logical_switch`` annotation set, in order."""
+    return dataclasses.replace(p, networks=tuple(dataclasses.replace(n, logical_switch=s)
+                                                 for n, s in zip(p.networks, switches, strict=True)))
+
+
+@pytest.mark.parametrize("annotated", [False, True], ids=["provider", "logical_switch"])
+def test_an_ipam_only_nad_in_a_namespace_called_ovn_has_no_port(annotated: bool) -> None:
+    the_pod = pod("ovn", "p", providers=("mv1.ovn",))
+    snap = snapshot(ips=(ip("p.ovn.mv1.ovn", namespace="ovn", pod_name="p", subnet="mv", v4="192.168.9.2"),),
+                    pods=(attached(the_pod, "mv") if annotated else the_pod,),
+                    subnets=(subnet("mv", "192.168.9.0/24", gateway="192.168.9.1", exclude=("192.168.9.1",),
+                                    provider="mv1.ovn"),))
+    assert [f for f in examine(snap) if f.kind == MISSING] == []
+
+
+@pytest.mark.parametrize("annotated", [False, True], ids=["provider", "logical_switch"])
+def test_a_nad_attached_twice_has_a_port_per_interface(annotated: bool) -> None:
+    # v1.16.0 getPodKubeovnNets: provider <nad>.<ns>.ovn.<ifname> when one NAD is attached twice.
+    providers = ("n1.default.ovn.net1", "n1.default.ovn.net2")
+    first, _ = owned("p.default.n1.default.ovn.net1", "p", "10.17.0.2", subnet_name="n1")
+    second, _ = owned("p.default.n1.default.ovn.net2", "p", "10.17.0.3", subnet_name="n1")
+    the_pod = pod("default", "p", providers=providers)
+    snap = snapshot(ips=(first, second), ports=(owned("p.default.n1.default.ovn.net1", "p", "10.17.0.2",
+                                                      subnet_name="n1")[1],),
+                    pods=(attached(the_pod, "n1", "n1") if annotated else the_pod,),
+                    subnets=(subnet("n1", "10.17.0.0/16", gateway="10.17.0.1", exclude=("10.17.0.1",),
+                                    provider="n1.default.ovn"),))
+    finding = only(examine(snap), MISSING)
+    assert finding.objects == (Ref("Pod", "p", "default"), Ref("LSP", "p.default.n1.default.ovn.net2", missing=True))

@@ -7,8 +7,8 @@ import datetime as dt
 import pytest
 
 from builders import NOW, OLD, eip, ip, launcher, node, pod, port, snapshot, sts, sts_ref, subnet, vip, vm
-from kube_ovn_gc.model import KubevirtState, Snapshot
-from kube_ovn_gc.plan import Plan, Policy, plan
+from kube_ovn_gc.model import IpCR, KubevirtState, OwnerRef, Snapshot
+from kube_ovn_gc.plan import Lookup, Plan, Policy, lookups_for_ip, lookups_for_port, plan
 
 POLICY = Policy(now=NOW, min_age=dt.timedelta(minutes=5), keep_vm_ip=True)
 
@@ -204,6 +204,32 @@ def test_statefulset_pod_not_alive_is_kept_by_its_slot_unless_sts_was_recreated(
     assert "re-created" in leaked_ports(p)["pg-1.db"]
 
 
+def test_only_podtype_statefulset_ip_crs_are_slots() -> None:
+    # Kube-OVN's checkIPOwnerExists (v1.15.0/v1.16.0 pkg/controller/gc.go) treats an IP CR as a slot only for
+    # podType StatefulSet; getPodType (pkg/controller/pod.go) writes it only for pods a StatefulSet owns.
+    cache = sts("default", "cache", replicas=3)
+    snap = snapshot(
+        statefulsets=(cache,),
+        pods=(pod("default", "cache-2", phase="Failed", restart="Never"),),  # a dead bare pod, no owner
+        ips=(ip("cache-0.default", pod_name="cache-0", pod_type="StatefulSet"),
+             ip("cache-1.default", pod_name="cache-1"),  # a deleted bare pod named like slot 1
+             ip("cache-2.default", pod_name="cache-2")),
+        ports=(port("cache-1.default", pod_key="default/cache-1"),  # decided by its IP CR
+               port("cache-5.default", pod_key="default/cache-5")),  # no IP CR: nothing says it was no slot
+    )
+    p = run_plan(snap)
+    assert leaked_ips(p) == {"cache-1.default": "owner Pod default/cache-1 not found",
+                             "cache-2.default": "owner Pod default/cache-2 has Failed (restartPolicy Never)"}
+    assert leaked_ports(p) == {"cache-5.default": "StatefulSet default/cache scaled down: ordinal 5 >= 3"}
+
+
+def test_a_slot_port_without_ip_cr_is_kept_while_its_slot_lives() -> None:
+    # Without the IP CR nothing tells a bare pod from a momentarily absent StatefulSet pod: keep it.
+    snap = snapshot(statefulsets=(sts("default", "cache", replicas=3),),
+                    ports=(port("cache-1.default", pod_key="default/cache-1"),))
+    assert run_plan(snap).ports == ()
+
+
 def test_live_pod_of_a_deleted_statefulset_is_still_alive() -> None:
     orphan = pod("db", "pg-0", owners=(sts_ref("pg", "u1"),))
     p = run_plan(snapshot(pods=(orphan,), ports=(port("pg-0.db", pod_key="db/pg-0"),)))
@@ -284,6 +310,48 @@ def test_fqdn_node_port_lives_with_its_node_and_goes_with_it() -> None:
     snap = snapshot(nodes=(node("w1.example.com"),),
                     ports=(port("node-w1.example.com", switch="join"), port("node-w2.example.com", switch="join")))
     assert set(leaked_ports(run_plan(snap))) == {"node-w2.example.com"}
+
+
+def test_subnet_owned_addresses_as_kube_ovn_writes_them_live_with_their_subnet() -> None:
+    # v1.13.0-v1.15.0 acquireMcastQuerierIP / acquireU2OIP: createOrUpdateIPCR("", name, ip, mac, subnet,
+    # "default", "", "") -> spec.namespace default, spec.podName = the CR's own name, no ownerReference; the
+    # querier's LSP carries pod=default/<name> (handleMcastQuerierChange -> CreateLogicalSwitchPort).
+    def subnet_ip(name: str, sub: str, **kw: object) -> IpCR:
+        return ip(name, namespace="default", pod_name=name, subnet=sub, node_name="", **kw)  # type: ignore[arg-type]
+
+    snap = snapshot(
+        subnets=(subnet("s1"), subnet("x")),
+        ips=(subnet_ip("mcast-querier.s1", "s1"), subnet_ip("u2o-interconnection.ovn-cluster.s1", "s1"),
+             subnet_ip("mcast-querier.s2", "s2"), subnet_ip("u2o-interconnection.ovn-cluster.s2", "s2"),
+             # v1.16.0 adds the ownerReference; the rule is the same
+             subnet_ip("mcast-querier.s3", "s3", owners=(OwnerRef("Subnet", "s3"),)),
+             # a Pod called mcast-querier in namespace x: its IP CR names the pod, not itself
+             ip("mcast-querier.x", namespace="x", pod_name="mcast-querier", subnet="s1")),
+        ports=(port("mcast-querier.s1", pod_key="default/mcast-querier.s1", switch="s1"),
+               port("mcast-querier.s4", pod_key="default/mcast-querier.s4", switch="s4"),
+               port("mcast-querier.ns9", pod_key="ns9/mcast-querier")),
+    )
+    p = run_plan(snap)
+    assert leaked_ips(p) == {"mcast-querier.s2": "owner Subnet s2 not found",
+                             "u2o-interconnection.ovn-cluster.s2": "owner Subnet s2 not found",
+                             "mcast-querier.s3": "owner Subnet s3 not found",
+                             "mcast-querier.x": "owner Pod x/mcast-querier not found"}
+    assert leaked_ports(p) == {"mcast-querier.s4": "owner Subnet s4 not found",
+                               "mcast-querier.ns9": "owner Pod ns9/mcast-querier not found"}
+    querier = next(i for i in snap.kube.ips if i.meta.name == "mcast-querier.s1")
+    assert Lookup("Subnet", "", "s1") in lookups_for_ip(querier, KubevirtState.READ, POLICY)
+    assert lookups_for_port(snap.nb.ports[0], KubevirtState.READ, POLICY)[0] == Lookup("Subnet", "", "s1")
+
+
+def test_node_ip_crs_are_the_nodes_whatever_their_name() -> None:
+    # createOrUpdateIPCR("", "", ip, mac, NodeSwitch, "", node.Name, ""): empty namespace, podName = nodeName
+    # (checkIPOwnerExists, v1.15.0/v1.16.0); FQDN node names included.
+    snap = snapshot(nodes=(node("w1.example.com"),),
+                    ips=(ip("node-w1.example.com", namespace="", pod_name="w1.example.com",
+                            node_name="w1.example.com", subnet="join"),
+                         ip("node-w2.example.com", namespace="", pod_name="w2.example.com",
+                            node_name="w2.example.com", subnet="join")))
+    assert leaked_ips(run_plan(snap)) == {"node-w2.example.com": "owner Node w2.example.com not found"}
 
 
 def test_workloads_named_like_special_addresses_are_judged_as_workloads() -> None:

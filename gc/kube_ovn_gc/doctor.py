@@ -37,6 +37,7 @@ from .model import (
     KubevirtState,
     OwnerKey,
     Pod,
+    PodNetwork,
     Port,
     PortName,
     Snapshot,
@@ -155,11 +156,6 @@ def _listed(items: Sequence[str]) -> str:
     return shown + (f" and {len(items) - _MAX_LISTED} more" if len(items) > _MAX_LISTED else "")
 
 
-def _has_port(provider: str) -> bool:
-    """Kube-OVN attachments (``ovn``, ``<nad>.<ns>.ovn``) have a port; IPAM-only ones only an IP CR."""
-    return not provider or provider == names.OVN_PROVIDER or provider.endswith(f".{names.OVN_PROVIDER}")
-
-
 def _vm_owner(pod: Pod) -> str | None:
     for ref in pod.meta.owners:
         if ref.kind == "VirtualMachineInstance":
@@ -185,6 +181,7 @@ class _World:
             self.ports[port.name].append(port)
         self.candidates = [p for p in snapshot.nb.ports if planner.is_candidate_port(p)]
         self.pods: dict[OwnerKey, Pod] = {p.meta.key: p for p in kube.pods}
+        self.subnets: dict[str, Subnet] = {s.meta.name: s for s in kube.subnets}
         self.vms: dict[OwnerKey, VirtualMachine] = {v.meta.key: v for v in kube.vms if v.kind == "VirtualMachine"}
         self.vmis: frozenset[OwnerKey] = frozenset(v.meta.key for v in kube.vms if v.kind != "VirtualMachine")
         self.launchers: dict[OwnerKey, Pod] = {}
@@ -199,13 +196,20 @@ class _World:
     def has_port(self, name: str) -> bool:
         return name in self.ports
 
+    def attachment_has_port(self, net: PodNetwork) -> bool:
+        """Kube-OVN attachments have a port; IPAM-only ones only an IP CR (:func:`names.attachment_has_port`)."""
+        subnet = self.subnets.get(net.logical_switch) if net.logical_switch else None
+        return names.attachment_has_port(net.provider, subnet.provider if subnet is not None else None)
+
     def renew_ip(self, ip: IpCR) -> str:
         """The command that makes Kube-OVN hand this IP CR's owner a fresh address (and port)."""
         name = ip.meta.name
         if name in self.leaked:
             return GC_RUN
-        if ip.namespace == "" and names.node_of_port(name) is not None:
-            return RESTART_CONTROLLER
+        infra = planner.infrastructure_owner(name, ip.namespace, ip.pod_name, ip.node_name,
+                                             [(r.kind, r.name) for r in ip.meta.owners])
+        if infra is not None:
+            return _renew_infrastructure(name, *infra)
         return self.renew_owner(ip.namespace, ip.pod_name, fallback=f"kubectl delete ip {name}", ip_name=name)
 
     def renew_port(self, port: Port) -> str:
@@ -215,6 +219,9 @@ class _World:
         if port.name in self.leaked:
             return GC_RUN
         ns, slash, owner = port.external_id("pod").partition("/")
+        infra = planner.infrastructure_owner(port.name, ns if slash else "", owner if slash else "")
+        if infra is not None:
+            return _renew_infrastructure(port.name, *infra)
         fallback = f"kubectl ko nbctl lsp-del {port.name}"
         return self.renew_owner(ns, owner, fallback=fallback) if slash and ns and owner else fallback
 
@@ -235,6 +242,23 @@ class _World:
             sticky = any(ref.kind == "StatefulSet" for ref in pod.meta.owners)
             return f"{release if sticky else ''}kubectl delete pod -n {namespace} {name}"
         return fallback
+
+
+def _renew_infrastructure(name: str, kind: str, owner: str) -> str:
+    """Fresh addresses for a Node's or a Subnet's own address; deleting its IP CR would cut the owner off.
+
+    A Node's ``node-<n>`` (FQDN names too) is written again by the controller at start (``handleAddNode``
+    for every Node, pkg/controller/node.go). The querier and U2O addresses are allocated when the feature is switched on and
+    released when it is switched off (``acquireMcastQuerierIP``/``releaseMcastQuerierIP``,
+    ``acquireU2OIP``/``releaseU2OIP``, pkg/controller/subnet.go v1.13.0-v1.16.0).
+    """
+    if kind == "Node":
+        return f"{RESTART_CONTROLLER}  # it re-creates node-{owner} when it starts"
+    field_name, what = (("enableMulticastSnoop", "mcastQuerierIP") if name.startswith(names.MCAST_PREFIX)
+                        else ("u2oInterconnection", "u2oInterconnectionIP"))
+    patch = f"kubectl patch subnet {owner} --type=merge -p"
+    return (f"{patch} '{{\"spec\":{{\"{field_name}\":false}}}}'  # then, once status.{what} is empty: "
+            f"{patch} '{{\"spec\":{{\"{field_name}\":true}}}}' (kube-ovn allocates both again)")
 
 
 # --- from the planner: leaks, drift, what it cannot judge ------------------------------------
@@ -359,7 +383,7 @@ def _missing(w: _World) -> list[Finding]:
             if name in seen:  # two launcher pods of one VM (migration) share a name
                 continue
             seen.add(name)
-            lacks = _lacks(w, name, _has_port(net.provider))
+            lacks = _lacks(w, name, w.attachment_has_port(net))
             if not lacks:
                 continue
             where = net.logical_switch or ("the default network" if net.provider == "ovn" else net.provider)
@@ -420,7 +444,7 @@ def _differences(ip: IpCR, port: Port) -> list[str]:
         diffs.append(f"switch {port.switch} (port) vs spec.subnet {ip.subnet} (IP CR)")
     pod_ref = port.external_id("pod")
     workload = ip.pod_type in ("", planner.STS_POD_TYPE, planner.VM_POD_TYPE)
-    special = names.subnet_of_special(ip.meta.name) is not None or names.node_of_port(ip.meta.name) is not None
+    special = planner.infrastructure_owner(ip.meta.name, ip.namespace, ip.pod_name, ip.node_name) is not None
     if pod_ref and ip.namespace and ip.pod_name and workload and not special:
         expected = f"{ip.namespace}/{ip.pod_name}"
         if pod_ref != expected:

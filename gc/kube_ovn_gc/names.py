@@ -32,7 +32,7 @@ def node_of_port(name: str) -> str | None:
 
 
 def subnet_of_special(name: str) -> str | None:
-    """The Subnet that owns ``mcast-querier.<subnet>`` or ``u2o-interconnection.<vpc>.<subnet>``."""
+    """The Subnet named by ``mcast-querier.<subnet>`` or ``u2o-interconnection.<vpc>.<subnet>`` (the pattern only)."""
     if name.startswith(MCAST_PREFIX):
         return name[len(MCAST_PREFIX) :] or None
     if name.startswith(U2O_PREFIX):
@@ -40,6 +40,53 @@ def subnet_of_special(name: str) -> str | None:
         _, dot, subnet = rest.partition(".")
         return subnet if dot and subnet else None
     return None
+
+
+def subnet_owned(name: str, namespace: str, owner: str) -> str | None:
+    """The Subnet that owns the multicast-querier or U2O address ``name``; None for anything else.
+
+    ``namespace``/``owner`` are what the object says owns it: an IP CR's ``spec.namespace``/``spec.podName``,
+    or the two halves of a port's ``pod`` external id. Kube-OVN writes these with the CR's own name as the
+    owner, whatever the namespace: ``createOrUpdateIPCR("", name, ip, mac, subnet, "default", "", "")``
+    (v1.13.0-v1.15.0 pkg/controller/subnet.go ``acquireMcastQuerierIP``, ``acquireU2OIP``; v1.16.0 the same
+    with ``metav1.NamespaceDefault``; v1.12.0 pkg/controller/subnet.go ``createOrUpdateCrdIPs(u2oInterconnName,
+    …, "default", …)`` for U2O, no querier yet), and the querier's LSP with ``pod=default/<name>``
+    (``handleMcastQuerierChange`` → ``CreateLogicalSwitchPort(…, mcastQuerierLspName, "default", …)``).
+    An object outside any namespace carries no workload either. A Pod ``mcast-querier`` in namespace ``x``
+    has the same name ``mcast-querier.x`` but names itself, ``mcast-querier``, as the owner: a workload.
+    """
+    subnet = subnet_of_special(name)
+    if subnet is None or (namespace and owner != name):
+        return None
+    return subnet
+
+
+def is_ovn_provider(provider: str) -> bool:
+    """Kube-OVN's ``util.IsOvnProvider`` (pkg/util/subnet.go, v1.13.0-v1.16.0): ``""``, ``ovn``, or three
+    dot-separated fields with ``ovn`` last (``<nad>.<nadNs>.ovn``). ``mv1.ovn`` (an IPAM-only NAD in a
+    namespace called ``ovn``) is not one."""
+    if provider in ("", OVN_PROVIDER):
+        return True
+    fields = provider.split(".")
+    return len(fields) == 3 and fields[2] == OVN_PROVIDER
+
+
+def attachment_has_port(provider: str, subnet_provider: str | None = None) -> bool:
+    """Whether Kube-OVN gives a pod attachment ``provider`` an LSP, not only an IP CR.
+
+    Kube-OVN's ``isOVNProvided`` (pkg/controller/gc.go, v1.14.0-v1.16.0; v1.12.0 the same with a
+    ``HasSuffix`` test) asks the Subnet named by the attachment's ``logical_switch`` annotation:
+    ``IsOvnProvider(subnet.Spec.Provider)`` (``isOvnSubnet``); pass that Subnet's provider when it is known.
+    Without it, the attachment's own provider decides, less the ``.<ifname>`` v1.16.0 appends when one NAD
+    is attached twice (pkg/controller/pod.go ``getPodKubeovnNets``: ``<nad>.<ns>.ovn.<ifname>``, still an
+    OVN attachment with its own LSP).
+    """
+    if subnet_provider is not None:
+        return is_ovn_provider(subnet_provider)
+    fields = provider.split(".")
+    if len(fields) > 3 and fields[2] == OVN_PROVIDER:
+        return True
+    return is_ovn_provider(provider)
 
 
 def split_ordinal(pod_name: str) -> tuple[str, int] | None:

@@ -216,20 +216,30 @@ class Owners:
 
     # -- questions -------------------------------------------------------------
 
-    def pod_verdict(self, pod: Pod) -> Verdict:
-        """Alive for addressing: alive, or a StatefulSet pod whose slot is alive."""
+    def pod_verdict(self, pod: Pod, pod_type: str | None = None) -> Verdict:
+        """Alive for addressing: alive, or a StatefulSet pod whose slot is alive.
+
+        A pod is a StatefulSet's when its ownerReference says so (``isStatefulSetPod``, pkg/controller/pod.go,
+        v1.12.0-v1.16.0), or, without one, when its IP CR says ``podType: StatefulSet`` (see :meth:`workload`).
+        """
         verdict = pod_liveness(pod, self.policy.now)
         if verdict.alive or pod.host_network:
             return verdict
-        sts = self.sts_slot(pod.meta.namespace, pod.meta.name, pod)
+        sts = self.sts_slot(pod.meta.namespace, pod.meta.name, pod, by_name=pod_type == STS_POD_TYPE)
         if sts is None:
             return verdict
         if sts.alive:
             return sts
         return Verdict(False, f"{verdict.reason}; {sts.reason}")
 
-    def sts_slot(self, namespace: str, pod_name: str, pod: Pod | None = None) -> Verdict | None:
-        """Kube-OVN's StatefulSet slot rule; None when no StatefulSet could own this pod name."""
+    def sts_slot(self, namespace: str, pod_name: str, pod: Pod | None = None, *, by_name: bool = True,
+                 ) -> Verdict | None:
+        """Kube-OVN's StatefulSet slot rule; None when no StatefulSet owns this pod.
+
+        The owner is the pod's StatefulSet ownerReference; without one, and only when ``by_name``, the
+        StatefulSet named by the pod name less its ``-N`` ordinal (``checkIPOwnerExists``: ``stsName``
+        from ``spec.podName`` up to its last ``-``, v1.15.0-v1.16.0 pkg/controller/gc.go).
+        """
         ref = _sts_owner_uid(pod)
         if ref is not None:
             sts_name, owner_uid = ref
@@ -237,7 +247,7 @@ class Owners:
             ordinal = split[1] if split and split[0] == sts_name else None
         else:
             split = names.split_ordinal(pod_name)
-            if split is None:
+            if split is None or not by_name:
                 return None
             sts_name, ordinal = split
             owner_uid = ""
@@ -258,19 +268,27 @@ class Owners:
             return Verdict(False, f"StatefulSet {key} ordinals start at {sts.ordinals_start}, not {ordinal}")
         return Verdict(True, f"StatefulSet {key} slot {ordinal} is alive")
 
-    def workload(self, namespace: str, name: str, pod_type: str) -> Verdict:
-        """Is there a live Pod, VM/VMI or StatefulSet slot behind ``namespace/name``?"""
+    def workload(self, namespace: str, name: str, pod_type: str | None) -> Verdict:
+        """Is there a live Pod, VM/VMI or StatefulSet slot behind ``namespace/name``?
+
+        ``pod_type`` is the IP CR's ``spec.podType``; None for a port without an IP CR, where nothing says
+        what the owner was. Only ``podType: StatefulSet`` makes an IP CR a slot (v1.15.0-v1.16.0
+        pkg/controller/gc.go ``checkIPOwnerExists``; Kube-OVN writes it for pods with a StatefulSet owner,
+        pkg/controller/pod.go ``getPodType``): a bare pod ``cache-1`` (``podType: ""``) is gone when its Pod
+        is, whatever StatefulSet ``cache`` does. A port without an IP CR whose pod is gone may still be a
+        slot's: it is kept while a StatefulSet of that name holds that slot (when in doubt, keep).
+        """
         key = owner_key(namespace, name)
         pod = self.pods.get(key)
-        pod_verdict = self.pod_verdict(pod) if pod is not None else None
+        pod_verdict = self.pod_verdict(pod, pod_type) if pod is not None else None
         if pod_verdict is not None and pod_verdict.alive:
             return pod_verdict
         vm = self.vms.get(key)
         if vm is not None:
             return Verdict(True, f"owner {vm.kind} {key} exists")
-        if pod_type == STS_POD_TYPE or (pod is None and key_has_sts(self, namespace, name)):
-            slot = self.sts_slot(namespace, name, pod)
-            if slot is not None and (slot.alive or pod is None):
+        if pod is None and (pod_type == STS_POD_TYPE or (pod_type is None and key_has_sts(self, namespace, name))):
+            slot = self.sts_slot(namespace, name)
+            if slot is not None:
                 return slot
         if self.kubevirt is KubevirtState.UNREADABLE and pod is None and pod_type != STS_POD_TYPE:
             return Verdict(True, f"KubeVirt API unreadable: {key} may belong to a VM")
@@ -327,41 +345,58 @@ class _PrefixIndex:
         return None if best is None else self._reasons[best]
 
 
-def _pod_namespace(port: Port) -> str:
-    """The namespace in the port's ``pod`` external id ("" when absent)."""
-    ns, slash, _ = port.external_id("pod").partition("/")
-    return ns if slash else ""
+def _pod_owner(port: Port) -> tuple[str, str]:
+    """``(namespace, name)`` from the port's ``pod`` external id (``("", "")`` when absent or odd)."""
+    ns, slash, name = port.external_id("pod").partition("/")
+    return (ns, name) if slash else ("", "")
 
 
-def _special(owners: Owners, name: str, owner_refs: Iterable[tuple[str, str]] = (), namespace: str = "",
-             ) -> Verdict | None:
-    """Node, mcast-querier and U2O addresses: owned by a Node or a Subnet.
+def infrastructure_owner(name: str, namespace: str, owner: str, node_name: str = "",
+                         refs: Iterable[tuple[str, str]] = ()) -> tuple[str, str] | None:
+    """``("Node", n)`` or ``("Subnet", s)`` when ``name`` is a Node's or a Subnet's address, else None.
 
-    The name patterns only count for addresses outside any namespace (Kube-OVN writes these IP CRs
-    with an empty namespace): a Pod or VM named ``mcast-querier`` is a workload like any other.
+    ``namespace``/``owner`` are the IP CR's ``spec.namespace``/``spec.podName`` (for a port: its ``pod``
+    external id), ``refs`` its ownerReferences as (kind, name). What Kube-OVN writes, v1.12.0-v1.16.0:
+    - Node: ``node-<n>`` with an empty namespace and ``spec.podName == spec.nodeName == <n>``
+      (pkg/controller/node.go ``createOrUpdateIPCR("", "", ip, mac, NodeSwitch, "", node.Name, "")``;
+      v1.12.0 ``createOrUpdateCrdIPs``), the rule of v1.15.0-v1.16.0 pkg/controller/gc.go
+      ``checkIPOwnerExists``; its LSP carries no ``pod`` external id. v1.16.0 adds an ownerReference (Node).
+    - Subnet: ``mcast-querier.<s>`` and ``u2o-interconnection.<vpc>.<s>`` with ``spec.namespace: default``
+      and ``spec.podName`` = the name (see :func:`names.subnet_owned`); an ownerReference (Subnet) only
+      from v1.16.0 on (kube-ovn#6132), never added to older CRs.
+    A workload's address always has a namespace and names its Pod/VM, never itself, so neither rule can
+    take a Pod called ``mcast-querier`` or ``node-x`` for infrastructure.
     """
-    for kind, ref_name in owner_refs:
-        if kind == "Subnet":
-            if ref_name in owners.subnets:
-                return Verdict(True, f"owner Subnet {ref_name} exists")
-            return Verdict(False, f"owner Subnet {ref_name} not found")
-        if kind == "Node":
-            if ref_name in owners.nodes:
-                return Verdict(True, f"owner Node {ref_name} exists")
-            return Verdict(False, f"owner Node {ref_name} not found")
-    if namespace:
-        return None
-    node = names.node_of_port(name)
-    if node is not None:
-        if node in owners.nodes:
-            return Verdict(True, f"owner Node {node} exists")
-        return Verdict(False, f"owner Node {node} not found")
-    subnet = names.subnet_of_special(name)
-    if subnet is not None:
-        if subnet in owners.subnets:
-            return Verdict(True, f"owner Subnet {subnet} exists")
-        return Verdict(False, f"owner Subnet {subnet} not found")
-    return None
+    for kind, ref_name in refs:
+        if kind in ("Node", "Subnet"):
+            return kind, ref_name
+    if not namespace:
+        if node_name and node_name == owner:
+            return "Node", node_name
+        node = names.node_of_port(name)
+        if node is not None:
+            return "Node", node
+    subnet = names.subnet_owned(name, namespace, owner)
+    return ("Subnet", subnet) if subnet is not None else None
+
+
+def _special(owners: Owners, name: str, namespace: str, owner: str, node_name: str = "",
+             refs: Iterable[tuple[str, str]] = ()) -> Verdict | None:
+    """Node, mcast-querier and U2O addresses: owned by a Node or a Subnet (:func:`infrastructure_owner`).
+
+    Several ownerReferences: alive while any of them exists (v1.16.0 ``checkIPOwnerExists``).
+    """
+    found = [(kind, n) for kind, n in refs if kind in ("Node", "Subnet")]
+    if not found:
+        inferred = infrastructure_owner(name, namespace, owner, node_name)
+        if inferred is None:
+            return None
+        found = [inferred]
+    for kind, n in found:
+        if n in (owners.nodes if kind == "Node" else owners.subnets):
+            return Verdict(True, f"owner {kind} {n} exists")
+    kind, n = found[0]
+    return Verdict(False, f"owner {kind} {n} not found")
 
 
 def judge_ip(ip: IpCR, owners: Owners) -> Verdict:
@@ -376,9 +411,7 @@ def judge_ip(ip: IpCR, owners: Owners) -> Verdict:
     if by_name is not None:
         return by_name
     refs = [(r.kind, r.name) for r in ip.meta.owners]
-    if ip.namespace == "" and ip.node_name and ip.node_name == ip.pod_name:
-        refs.append(("Node", ip.node_name))
-    special = _special(owners, ip.meta.name, refs, ip.namespace)
+    special = _special(owners, ip.meta.name, ip.namespace, ip.pod_name, ip.node_name, refs)
     if special is not None:
         return special
     return owners.workload(ip.namespace, ip.pod_name, ip.pod_type)
@@ -388,7 +421,7 @@ def judge_port(port: Port, owners: Owners) -> Verdict | Skip:
     by_name = _by_name(owners, port.name)
     if by_name is not None:
         return by_name
-    special = _special(owners, port.name, (), _pod_namespace(port))
+    special = _special(owners, port.name, *_pod_owner(port))
     if special is not None:
         return special
     pod_ref = port.external_id("pod")
@@ -396,7 +429,7 @@ def judge_port(port: Port, owners: Owners) -> Verdict | Skip:
         ns, slash, name = pod_ref.partition("/")
         if not slash or not ns or not name or "/" in name:
             return Skip("port", port.name, f"odd external id pod={pod_ref!r}: cannot tell its owner")
-        return owners.workload(ns, name, "")
+        return owners.workload(ns, name, None)
     if owners.kubevirt is KubevirtState.UNREADABLE:
         return Verdict(True, "KubeVirt API unreadable: may belong to a VM")
     return Verdict(False, "no owner: no pod external id and the name matches no Pod, VM, Node, Vip or OvnEip")
@@ -473,6 +506,11 @@ def plan_statuses(kube: KubeSnapshot, released: Collection[str]) -> StatusPlan:
     summaries: list[SubnetSummary] = []
     computed = status.compute_statuses(kube, released)
     for subnet in kube.subnets:
+        if not subnet.cidr.strip():
+            # A Subnet without cidrBlock (an underlay Subnet on a vlan may have none) has no status in Kube-OVN:
+            # calcSubnetStatusIP returns at net.ParseCIDR(spec.cidrBlock) (v1.12.0-v1.14.0 pkg/controller/
+            # subnet.go; util.CheckCidrs in v1.15.0-v1.16.0 subnet_status.go). Nothing to judge, nothing to write.
+            continue
         result = computed.get(subnet.meta.name)
         if result is None:
             continue
@@ -515,13 +553,15 @@ def _workload_lookups(namespace: str, name: str, kubevirt: KubevirtState, policy
     return out
 
 
-def _special_lookups(name: str, refs: Iterable[tuple[str, str]], namespace: str) -> list[Lookup]:
+def _special_lookups(name: str, namespace: str, owner: str, node_name: str = "",
+                     refs: Iterable[tuple[str, str]] = ()) -> list[Lookup]:
     out = [Lookup(kind, "", ref) for kind, ref in refs if kind in ("Node", "Subnet")]
-    if namespace:
-        return out
-    if name.startswith(names.NODE_PREFIX) and len(name) > len(names.NODE_PREFIX):
-        out.append(Lookup("Node", "", name[len(names.NODE_PREFIX) :]))  # FQDN node names too
-    subnet = names.subnet_of_special(name)
+    if not namespace:
+        if node_name:
+            out.append(Lookup("Node", "", node_name))
+        if name.startswith(names.NODE_PREFIX) and len(name) > len(names.NODE_PREFIX):
+            out.append(Lookup("Node", "", name[len(names.NODE_PREFIX) :]))  # FQDN node names too
+    subnet = names.subnet_owned(name, namespace, owner)
     if subnet is not None:
         out.append(Lookup("Subnet", "", subnet))
     return out
@@ -529,18 +569,16 @@ def _special_lookups(name: str, refs: Iterable[tuple[str, str]], namespace: str)
 
 def lookups_for_ip(ip: IpCR, kubevirt: KubevirtState, policy: Policy) -> tuple[Lookup, ...]:
     refs = [(r.kind, r.name) for r in ip.meta.owners]
-    if ip.namespace == "" and ip.node_name:
-        refs.append(("Node", ip.node_name))
-    out = _special_lookups(ip.meta.name, refs, ip.namespace)
+    out = _special_lookups(ip.meta.name, ip.namespace, ip.pod_name, ip.node_name, refs)
     if ip.namespace and ip.pod_name:
         out += _workload_lookups(ip.namespace, ip.pod_name, kubevirt, policy)
     return tuple(dict.fromkeys(out))
 
 
 def lookups_for_port(port: Port, kubevirt: KubevirtState, policy: Policy) -> tuple[Lookup, ...]:
-    out = _special_lookups(port.name, (), _pod_namespace(port))
-    ns, slash, name = port.external_id("pod").partition("/")
-    if slash and ns and name:
+    ns, name = _pod_owner(port)
+    out = _special_lookups(port.name, ns, name)
+    if ns and name:
         out += _workload_lookups(ns, name, kubevirt, policy)
     return tuple(dict.fromkeys(out))
 
