@@ -17,7 +17,7 @@ from click.testing import CliRunner, Result
 from fakeapi import FakeApiServer
 from kube_ovn_gc.cli import main
 from ovsdb import OvsdbServer
-from scenario import Cluster, ago, mac_for, pod_only, seed_clean, seed_doctor, settled_status, terminating
+from scenario import OLD, Cluster, ago, mac_for, pod_only, seed_clean, seed_doctor, settled_status, terminating
 
 RESOURCES = ("ips", "subnets", "pods", "nodes", "statefulsets", "virtualmachines", "virtualmachineinstances")
 
@@ -174,6 +174,84 @@ def test_stuck_after_sets_the_threshold(clean: Cluster, nb_server: OvsdbServer, 
     assert result.exit_code == 1
     assert report["findings"][0]["remedy"] == ("move or delete what still uses it: "
                                                "kubectl delete pod -n default legacy-app")
+
+
+# --- legal shapes Kube-OVN writes: nothing to report (issue 10) --------------------------------------
+
+
+def subnet_owned_addresses(c: Cluster) -> None:
+    """v1.13.0-v1.15.0 acquireMcastQuerierIP / acquireU2OIP: namespace default, podName = own name, no owner."""
+    c.subnet("s1", "10.18.0.0/24", "10.18.0.1",
+             status=settled_status(2, 251, "10.18.0.2-10.18.0.3", "10.18.0.4-10.18.0.254"))
+    c.ip_cr("mcast-querier.s1", "s1", "10.18.0.2", pod_name="mcast-querier.s1", namespace="default", node="")
+    c.port("mcast-querier.s1", "s1", "10.18.0.2", pod_key="default/mcast-querier.s1")
+    c.ip_cr("u2o-interconnection.ovn-cluster.s1", "s1", "10.18.0.3", pod_name="u2o-interconnection.ovn-cluster.s1",
+            namespace="default", node="")
+
+
+def cidr_less_underlay_subnet(c: Cluster) -> None:
+    """A Subnet on a vlan without cidrBlock: Kube-OVN computes no status for it."""
+    c.api.create("subnets", {"apiVersion": "kubeovn.io/v1", "kind": "Subnet",
+                             "metadata": {"name": "underlay", "creationTimestamp": OLD},
+                             "spec": {"vlan": "vlan10", "provider": "ovn", "vpc": "ovn-cluster"}, "status": {}})
+
+
+def ipam_only_nad_in_namespace_ovn(c: Cluster) -> None:
+    """A macvlan NAD ``mv1`` with Kube-OVN IPAM in namespace ``ovn``: provider ``mv1.ovn``, an IP CR, no port."""
+    c.subnet("mv", "192.168.7.0/24", "192.168.7.1", provider="mv1.ovn",
+             status=settled_status(1, 252, "192.168.7.2", "192.168.7.3-192.168.7.254"))
+    attach(c, "default", "web-1", "mv1.ovn", "mv", "192.168.7.2")
+
+
+def attach(c: Cluster, namespace: str, name: str, provider: str, subnet: str, address: str) -> None:
+    """An attachment as kube-ovn annotates it on the pod, and its IP CR."""
+    the_pod = c.api.get("pods", name, namespace)
+    assert the_pod is not None
+    the_pod["metadata"]["annotations"].update({f"{provider}.kubernetes.io/allocated": "true",
+                                               f"{provider}.kubernetes.io/ip_address": address,
+                                               f"{provider}.kubernetes.io/mac_address": mac_for(address),
+                                               f"{provider}.kubernetes.io/logical_switch": subnet})
+    c.api.put("pods", the_pod)
+    c.ip_cr(f"{name}.{namespace}.{provider}", subnet, address, pod_name=name, namespace=namespace)
+
+
+LEGAL = [subnet_owned_addresses, cidr_less_underlay_subnet, ipam_only_nad_in_namespace_ovn]
+
+
+@pytest.mark.parametrize("shape", LEGAL, ids=[f.__name__ for f in LEGAL])
+def test_legal_shapes_are_consistent(clean: Cluster, nb_server: OvsdbServer, kubeconfig: Path,
+                                     shape: Callable[[Cluster], None]) -> None:
+    shape(clean)
+    result, report = doctor(kubeconfig, nb_server)
+    assert (result.exit_code, report["findings"]) == (0, [])
+
+
+def test_a_nad_attached_twice_is_missing_the_port_it_lacks(clean: Cluster, nb_server: OvsdbServer,
+                                                           kubeconfig: Path) -> None:
+    # v1.16.0 getPodKubeovnNets: <nad>.<ns>.ovn.<ifname> for each attachment of a NAD attached twice.
+    clean.subnet("n1", "10.17.0.0/24", "10.17.0.1", provider="n1.default.ovn",
+                 status=settled_status(2, 251, "10.17.0.2-10.17.0.3", "10.17.0.4-10.17.0.254"))
+    attach(clean, "default", "web-1", "n1.default.ovn.net1", "n1", "10.17.0.2")
+    attach(clean, "default", "web-1", "n1.default.ovn.net2", "n1", "10.17.0.3")
+    clean.port("web-1.default.n1.default.ovn.net1", "n1", "10.17.0.2", pod_key="default/web-1")
+    result, report = doctor(kubeconfig, nb_server)
+    assert result.exit_code == 1, report
+    assert [objects(f) for f in report["findings"]] == [["Pod default/web-1", "LSP web-1.default.n1.default.ovn.net2!"]]
+
+
+def test_a_node_with_an_fqdn_keeps_its_ip_cr_in_the_remedy(clean: Cluster, nb_server: OvsdbServer,
+                                                           kubeconfig: Path) -> None:
+    status = settled_status(2, 65531, "100.64.0.2-100.64.0.3", "100.64.0.4-100.64.255.254")
+    join = clean.api.get("subnets", "join")
+    assert join is not None
+    clean.api.put("subnets", {**join, "status": status})
+    clean.node("w1.example.com", "100.64.0.3")
+    clean.nb.set_port(port_uuid(clean.nb, "node-w1.example.com"), addresses=[f"{mac_for('100.64.0.3')} 100.64.0.33"])
+    result, report = doctor(kubeconfig, nb_server)
+    assert result.exit_code == 1, report
+    [finding] = report["findings"]
+    assert objects(finding) == ["IP node-w1.example.com", "LSP node-w1.example.com"]
+    assert finding["remedy"].startswith("kubectl -n kube-system rollout restart deployment/kube-ovn-controller")
 
 
 # --- the doctor sandbox: every kind at once ------------------------------------------------------
