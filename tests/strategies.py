@@ -29,13 +29,16 @@ T = TypeVar("T")
 # --- the small worlds names are drawn from --------------------------------------------------
 
 NAMESPACES = ("default", "ns1")
-NAD_PROVIDERS = ("n1.default.ovn", "n2.ns1.ovn")  # Kube-OVN NAD attachments: IP CR and LSP
-IPAM_PROVIDERS = ("mv1.default", "mv2.ns1")  # IPAM-only attachments (e.g. macvlan): IP CR, no LSP
+# Kube-OVN NAD attachments: IP CR and LSP; one NAD attached twice gets ``.<ifname>`` on each (v1.16).
+NAD_PROVIDERS = ("n1.default.ovn", "n2.ns1.ovn", "n3.ns1.ovn.net1", "n3.ns1.ovn.net2")
+# IPAM-only attachments (e.g. macvlan): IP CR, no LSP; ``mv3.ovn`` is a NAD in a namespace called ``ovn``.
+IPAM_PROVIDERS = ("mv1.default", "mv2.ns1", "mv3.ovn")
 SUBNETS = {"ovn-default": "ovn", "join": "ovn", "sub-a": "n1.default.ovn", "sub-b": "n2.ns1.ovn",
-           "sub.c": "mv1.default"}
+           "sub.c": "mv1.default", "sub-d": "mv3.ovn", "sub-e": "n3.ns1.ovn"}
 ALWAYS_THERE = ("ovn-default", "join")
 NODES = ("n-a", "n-b", "w1.example.com")  # FQDN node names are common (cloud providers)
-POD_NAMES = ("web", "job-2", "api-7d9f-x2k4q", "p.dot", "mcast-querier")  # no StatefulSet below is called "job"
+# "db-1" is a bare pod named like slot 1 of StatefulSet "db" (IP CR podType ""); no StatefulSet is called "job".
+POD_NAMES = ("web", "job-2", "api-7d9f-x2k4q", "p.dot", "mcast-querier", "db-1")
 STS_NAMES = ("db", "s-1")
 VM_NAMES = ("vm0", "vm1", "fedora", "u2o-interconnection")
 VIP_NAMES = ("vip0", "vip1")
@@ -437,6 +440,16 @@ def claim_vm_object(truth: Truth, spec: VmSpec, nets: VmNets, kind: str) -> None
         truth.prefixes.setdefault(f"{spec.name}.{spec.namespace}.", f"{why} (networks unreadable)")
 
 
+def slot_doubt(stss: Iterable[StsSpec], pod_key: str) -> bool:
+    """``ns/<sts>-<N>`` names a slot a live StatefulSet holds (DESIGN.md §4, by the name alone)."""
+    ns, _, pod_name = pod_key.partition("/")
+    base, dash, num = pod_name.rpartition("-")
+    if not dash or not num.isdigit():
+        return False
+    return any(s.namespace == ns and s.name == base and s.exists and not s.terminating
+               and s.start <= int(num) < s.start + s.replicas for s in stss)
+
+
 @st.composite
 def cases(draw: st.DrawFn) -> Case:
     kubevirt = draw(st.sampled_from((KubevirtState.READ, KubevirtState.READ, KubevirtState.ABSENT,
@@ -451,6 +464,8 @@ def cases(draw: st.DrawFn) -> Case:
     pods_ = unique(draw(st.lists(plain_pods(), max_size=4)), lambda p: p.key)
     vms_ = unique(draw(st.lists(vms(kubevirt), max_size=3)), lambda v: (v.namespace, v.name))
     sts_ = unique(draw(st.lists(statefulsets(), max_size=2)), lambda s: (s.namespace, s.name))
+    slot_pods = {sp.key for s in sts_ for _, sp in s.slots}
+    pods_ = [p for p in pods_ if p.key not in slot_pods]  # one Pod per name: a bare db-1 only where no slot is
     vips_ = [(n, draw(st.sampled_from(NAMESPACES)), draw(st.sampled_from(tuple(SUBNETS))),
               draw(st.sampled_from(VIP_TYPES)), draw(often)) for n in draw(st.lists(st.sampled_from(VIP_NAMES),
                                                                                     max_size=2, unique=True))]
@@ -518,14 +533,19 @@ def cases(draw: st.DrawFn) -> Case:
                ip_kw={"namespace": "", "pod_name": n, "node_name": n, "subnet": "join", "owners": refs},
                port_kw={"switch": "join"})
     for sub, alive in subnets_alive.items():
-        subnet_refs = (OwnerRef(kind="Subnet", name=sub, api_version="kubeovn.io/v1"),) if draw(often) else ()
         origin = Origin(f"Subnet {sub}", not alive, unreadable_ok=True)
-        if draw(sometimes):
-            em.add(f"mcast-querier.{sub}", origin, ip_kw={"namespace": "", "subnet": sub, "owners": subnet_refs},
-                   port_kw={"switch": sub})
-        if draw(sometimes):
-            em.add(f"u2o-interconnection.{draw(st.sampled_from(VPCS))}.{sub}", origin,
-                   ip_kw={"namespace": "", "subnet": sub, "owners": subnet_refs}, port_kw=None)
+        for name in (f"mcast-querier.{sub}", f"u2o-interconnection.{draw(st.sampled_from(VPCS))}.{sub}"):
+            if not draw(sometimes):
+                continue
+            # How Kube-OVN writes them (DESIGN.md §4): v1.13-v1.15 namespace "default", podName = the name, no
+            # ownerReference; v1.16 the same plus an ownerReference; "bare": no namespace, no podName at all.
+            shape = draw(st.sampled_from(("v1.13", "v1.13", "v1.16", "bare")))
+            refs = (OwnerRef(kind="Subnet", name=sub, api_version="kubeovn.io/v1"),) if shape == "v1.16" else ()
+            ns, owner = ("", "") if shape == "bare" else ("default", name)
+            querier = name.startswith("mcast-querier.")
+            em.add(name, origin, ip_kw={"namespace": ns, "pod_name": owner, "node_name": "", "subnet": sub,
+                                        "owners": refs},
+                   port_kw={"switch": sub, "pod_key": f"{ns}/{owner}" if ns else None} if querier else None)
     for name, ns, sub, typ, alive in vips_:
         if typ or draw(sometimes):  # an untyped Vip has no LSP; a stale one may be left over
             em.add(lsp(name, ns, SUBNETS[sub]), Origin(f"Vip {name}", not (alive and typ) and gone_by_kubevirt),
@@ -644,6 +664,8 @@ def cases(draw: st.DrawFn) -> Case:
             protected_ports[row.uuid] = why
             continue
         origins = em.origins[name]
+        if slot_doubt(sts_, pod_key):
+            continue  # no IP CR to say podType: it may be a StatefulSet slot's, kept or not, the spec does not say
         if name not in off_switch and all(o.leaked and (not unreadable or o.unreadable_ok) for o in origins):
             must_ports[name] = "; ".join(o.what for o in origins)
 

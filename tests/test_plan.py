@@ -224,9 +224,11 @@ def test_only_podtype_statefulset_ip_crs_are_slots() -> None:
 
 
 def test_a_slot_port_without_ip_cr_is_kept_while_its_slot_lives() -> None:
-    # Without the IP CR nothing tells a bare pod from a momentarily absent StatefulSet pod: keep it.
+    # Without the IP CR nothing tells a bare pod from a momentarily absent (or orphaned) StatefulSet pod: keep it.
     snap = snapshot(statefulsets=(sts("default", "cache", replicas=3),),
-                    ports=(port("cache-1.default", pod_key="default/cache-1"),))
+                    pods=(pod("default", "cache-2", phase="Failed", restart="Never"),),
+                    ports=(port("cache-1.default", pod_key="default/cache-1"),
+                           port("cache-2.default", pod_key="default/cache-2")))
     assert run_plan(snap).ports == ()
 
 
