@@ -42,6 +42,9 @@ def cluster(kube_api: FakeApiServer, nb_server: OvsdbServer) -> Cluster:
              status=settled_status(2, 251, "10.18.0.2-10.18.0.3", "10.18.0.4-10.18.0.254"))
     subnet_owned(c, "mcast-querier.s1", "s1", "10.18.0.2", port=True)
     subnet_owned(c, "u2o-interconnection.ovn-cluster.s1", "s1", "10.18.0.3", port=False)
+    # The querier port of a live Subnet whose IP CR an earlier pass deleted: the port alone says pod=default/<name>.
+    c.subnet("s3", "10.21.0.0/24", "10.21.0.1", status=settled_status(0, 253, "", "10.21.0.2-10.21.0.254"))
+    c.port("mcast-querier.s3", "s3", "10.21.0.2", pod_key="default/mcast-querier.s3")
     # The querier of a Subnet deleted while the controller was down.
     subnet_owned(c, "mcast-querier.s2", "s2", "10.19.0.2", port=False)
     # A bare pod cache-1 (podType "") deleted while the StatefulSet cache lives on: not a slot.
@@ -71,7 +74,7 @@ def test_run_keeps_live_subnet_owned_addresses_and_collects_a_bare_pod_named_lik
     left = {ip["metadata"]["name"]: ip["metadata"] for ip in kube_api.list("ips")}
     for name in ("mcast-querier.s1", "u2o-interconnection.ovn-cluster.s1"):
         assert "deletionTimestamp" not in left[name], name
-    assert "mcast-querier.s1" in {p["name"] for p in nb_server.ports()}
+    assert {"mcast-querier.s1", "mcast-querier.s3"} <= {p["name"] for p in nb_server.ports()}
     s1 = kube_api.get("subnets", "s1")
     assert s1 is not None and s1["status"]["v4usingIPs"] == 2  # its counts were right and stay so
 
