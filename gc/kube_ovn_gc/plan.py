@@ -216,16 +216,16 @@ class Owners:
 
     # -- questions -------------------------------------------------------------
 
-    def pod_verdict(self, pod: Pod, pod_type: str | None = None) -> Verdict:
+    def pod_verdict(self, pod: Pod, *, by_name: bool = False) -> Verdict:
         """Alive for addressing: alive, or a StatefulSet pod whose slot is alive.
 
         A pod is a StatefulSet's when its ownerReference says so (``isStatefulSetPod``, pkg/controller/pod.go,
-        v1.12.0-v1.16.0), or, without one, when its IP CR says ``podType: StatefulSet`` (see :meth:`workload`).
+        v1.12.0-v1.16.0); without one, only when ``by_name`` (see :meth:`workload`).
         """
         verdict = pod_liveness(pod, self.policy.now)
         if verdict.alive or pod.host_network:
             return verdict
-        sts = self.sts_slot(pod.meta.namespace, pod.meta.name, pod, by_name=pod_type == STS_POD_TYPE)
+        sts = self.sts_slot(pod.meta.namespace, pod.meta.name, pod, by_name=by_name)
         if sts is None:
             return verdict
         if sts.alive:
@@ -275,12 +275,14 @@ class Owners:
         what the owner was. Only ``podType: StatefulSet`` makes an IP CR a slot (v1.15.0-v1.16.0
         pkg/controller/gc.go ``checkIPOwnerExists``; Kube-OVN writes it for pods with a StatefulSet owner,
         pkg/controller/pod.go ``getPodType``): a bare pod ``cache-1`` (``podType: ""``) is gone when its Pod
-        is, whatever StatefulSet ``cache`` does. A port without an IP CR whose pod is gone may still be a
-        slot's: it is kept while a StatefulSet of that name holds that slot (when in doubt, keep).
+        is, whatever StatefulSet ``cache`` does. A port without an IP CR whose pod is gone, or dead without
+        an owner reference, may still be a slot's: it is kept while a StatefulSet of that name holds that
+        slot (when in doubt, keep).
         """
+        by_name = pod_type in (STS_POD_TYPE, None)
         key = owner_key(namespace, name)
         pod = self.pods.get(key)
-        pod_verdict = self.pod_verdict(pod, pod_type) if pod is not None else None
+        pod_verdict = self.pod_verdict(pod, by_name=by_name) if pod is not None else None
         if pod_verdict is not None and pod_verdict.alive:
             return pod_verdict
         vm = self.vms.get(key)
