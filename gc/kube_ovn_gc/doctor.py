@@ -248,8 +248,8 @@ def _renew_infrastructure(name: str, kind: str, owner: str) -> str:
     """Fresh addresses for a Node's or a Subnet's own address; deleting its IP CR would cut the owner off.
 
     A Node's ``node-<n>`` (FQDN names too) is written again by the controller at start (``handleAddNode``
-    for every Node, pkg/controller/node.go). The querier and U2O addresses are allocated when the feature is switched on and
-    released when it is switched off (``acquireMcastQuerierIP``/``releaseMcastQuerierIP``,
+    for every Node, pkg/controller/node.go). The querier and U2O addresses are allocated when the feature
+    is switched on and released when it is switched off (``acquireMcastQuerierIP``/``releaseMcastQuerierIP``,
     ``acquireU2OIP``/``releaseU2OIP``, pkg/controller/subnet.go v1.13.0-v1.16.0).
     """
     if kind == "Node":
