@@ -129,6 +129,8 @@ class _Builder:
         self.subnets: list[_Subnet] = []
         self.nodes: list[str] = []
         self.statefulsets: list[tuple[str, str, int, str]] = []  # (ns, name, replicas, subnet)
+        self._managed_ips: dict[str, list[JSON]] = {}
+        self._managed_pods: dict[tuple[Any, ...], list[JSON]] = {}
 
     # --- helpers ---------------------------------------------------------------
 
@@ -253,12 +255,28 @@ class _Builder:
             "metadata": {"name": name, "uid": self.uid(), "creationTimestamp": OLD, "generation": 1,
                          "finalizers": [FINALIZER],
                          "labels": {"ovn.kubernetes.io/subnet": subnet.name, "ovn.kubernetes.io/node-name": node,
-                                    subnet.name: ""}},
+                                    subnet.name: ""},
+                         "managedFields": self.managed_ip(subnet.name)},
             "spec": {"podName": pod_name, "namespace": namespace, "subnet": subnet.name, "attachSubnets": [],
                      "nodeName": node, "ipAddress": f"{v4},{v6}" if v6 else v4, "v4IpAddress": v4,
                      "v6IpAddress": v6, "macAddress": mac, "containerID": f"{self.rng.getrandbits(256):064x}",
                      "podType": pod_type},
         })
+
+    def managed_ip(self, subnet: str) -> list[JSON]:
+        """``metadata.managedFields`` of an IP CR as kube-ovn-controller creates it (one per subnet: shared)."""
+        found = self._managed_ips.get(subnet)
+        if found is None:
+            spec = {f"f:{k}": {} for k in ("attachSubnets", "containerID", "ipAddress", "macAddress", "namespace",
+                                            "nodeName", "podName", "podType", "subnet", "v4IpAddress", "v6IpAddress")}
+            found = self._managed_ips[subnet] = [{
+                "apiVersion": "kubeovn.io/v1", "fieldsType": "FieldsV1", "manager": "kube-ovn-controller",
+                "operation": "Update", "time": OLD, "fieldsV1": {
+                    "f:metadata": {"f:finalizers": {".": {}, f'v:"{FINALIZER}"': {}},
+                                   "f:labels": {".": {}, f"f:{subnet}": {}, "f:ovn.kubernetes.io/node-name": {},
+                                                "f:ovn.kubernetes.io/subnet": {}}},
+                    "f:spec": {".": {}, **spec}}}]
+        return found
 
     def port(self, name: str, subnet: _Subnet, addr: tuple[str, str, str], *, pod_key: str | None) -> None:
         v4, v6, mac = addr
@@ -317,6 +335,56 @@ class _Builder:
     _CONDITIONS = [{"type": t, "status": "True", "lastProbeTime": None, "lastTransitionTime": OLD}
                    for t in ("PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled")]
 
+    def managed_pod(self, spec: JSON, labels: JSON, annotations: JSON, owner: JSON | None, pod_ip: str) -> list[JSON]:
+        """``metadata.managedFields`` as kube-apiserver returns them in lists: the controller that made the pod
+        (its metadata and spec), kube-ovn-controller (its annotations), the kubelet (the status subresource).
+        Shared by the pods of a workload with the same annotations (the first one's pod IP in it: the size
+        is what matters), as the fake server never changes a stored object in place."""
+        key = (id(spec), tuple(labels), tuple(annotations), owner["uid"] if owner else None)
+        found = self._managed_pods.get(key)
+        if found is None:
+            found = self._managed_pods[key] = self._managed_pod(spec, labels, annotations, owner, pod_ip)
+        return found
+
+    def _managed_pod(self, spec: JSON, labels: JSON, annotations: JSON, owner: JSON | None,
+                     pod_ip: str) -> list[JSON]:
+        def keys(obj: JSON) -> JSON:
+            return {".": {}, **{f"f:{k}": {} for k in obj}}
+
+        def container(c: JSON) -> JSON:
+            out: JSON = {".": {}, **{f"f:{k}": {} for k in c if k not in ("env", "ports", "resources",
+                                                                          "readinessProbe", "volumeMounts")}}
+            out["f:env"] = {".": {}, **{f'k:{{"name":"{e["name"]}"}}': {".": {}, "f:name": {}, "f:value": {}}
+                                        for e in c.get("env", ())}}
+            out["f:ports"] = {".": {}, **{f'k:{{"containerPort":{p["containerPort"]},"protocol":"TCP"}}':
+                                          {".": {}, "f:containerPort": {}, "f:name": {}, "f:protocol": {}}
+                                          for p in c.get("ports", ())}}
+            out["f:resources"] = {"f:limits": {".": {}, "f:cpu": {}, "f:memory": {}},
+                                  "f:requests": {".": {}, "f:cpu": {}, "f:memory": {}}}
+            return out
+
+        maker: JSON = {"f:metadata": {"f:generateName": {}, "f:labels": keys(labels)},
+                       "f:spec": {"f:containers": {f'k:{{"name":"{c["name"]}"}}': container(c)
+                                                   for c in spec["containers"]},
+                                  **{f"f:{k}": {} for k in spec if k not in ("containers", "volumes", "nodeName")},
+                                  "f:volumes": {".": {}, **{f'k:{{"name":"{v["name"]}"}}': {".": {}, "f:name": {},
+                                                                                             "f:projected": {}}
+                                                            for v in spec.get("volumes", ())}}}}
+        if owner is not None:
+            maker["f:metadata"]["f:ownerReferences"] = {".": {}, f'k:{{"uid":"{owner["uid"]}"}}': {}}
+        status = {"f:conditions": {f'k:{{"type":"{c["type"]}"}}': {".": {}, "f:lastTransitionTime": {},
+                                                                   "f:status": {}, "f:type": {}}
+                                   for c in self._CONDITIONS[1:]},
+                  "f:containerStatuses": {}, "f:hostIP": {}, "f:hostIPs": {}, "f:phase": {}, "f:podIP": {},
+                  "f:podIPs": {".": {}, f'k:{{"ip":"{pod_ip}"}}': {".": {}, "f:ip": {}}}, "f:startTime": {}}
+        entry = {"apiVersion": "v1", "fieldsType": "FieldsV1", "operation": "Update", "time": OLD}
+        out = [{**entry, "manager": "kube-controller-manager", "fieldsV1": maker}]
+        if annotations:
+            out.append({**entry, "manager": "kube-ovn-controller",
+                        "fieldsV1": {"f:metadata": {"f:annotations": keys(annotations)}}})
+        out.append({**entry, "manager": "kubelet", "fieldsV1": {"f:status": status}, "subresource": "status"})
+        return out
+
     def pod(self, namespace: str, name: str, spec: JSON, *, labels: JSON, owner: JSON | None,
             nets: list[tuple[str, _Subnet, tuple[str, str, str]]], node: str, phase: str = "Running",
             extra_annotations: JSON | None = None) -> JSON:
@@ -338,8 +406,10 @@ class _Builder:
         return self.add("pods", {
             "apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": name, "namespace": namespace, "uid": self.uid(), "creationTimestamp": OLD,
+                         "generateName": name[: name.rfind("-") + 1], "resourceVersion": "1",
                          "labels": labels, "annotations": annotations,
-                         "ownerReferences": [owner] if owner else []},
+                         "ownerReferences": [owner] if owner else [],
+                         "managedFields": self.managed_pod(spec, labels, annotations, owner, pod_ip)},
             "spec": {**spec, "nodeName": node},
             "status": {"phase": phase, "conditions": self._CONDITIONS, "hostIP": "172.18.0.2",
                        "hostIPs": [{"ip": "172.18.0.2"}], "podIP": pod_ip, "podIPs": [{"ip": pod_ip}],

@@ -143,7 +143,7 @@ def run_floor(spawner: Spawner, servers: Servers, workdir: Path, rep: int) -> di
         raise RuntimeError(f"floor failed ({child.returncode}): {child.stderr[-2000:]}")
     result = json.loads(child.stdout)
     lists = result["lists"]
-    return {"wall": child.wall, "max_rss_mib": child.max_rss_mib, "read_seconds": result["seconds"],
+    return {"wall": child.wall, "max_rss_mib": child.max_rss_mib, "read_seconds": result["seconds"], "lists": lists,
             "nb_seconds": result["nb"]["seconds"], "nb_bytes": result["nb"]["bytes"],
             "kube_seconds": sum(v["seconds"] for v in lists.values()),
             "kube_bytes": sum(v["bytes"] for v in lists.values()),
@@ -199,32 +199,41 @@ def _phases(child: Child) -> dict[str, Any]:
     return out
 
 
-def run_job(spawner: Spawner, servers: Servers, cluster: Cluster, workdir: Path, rep: int) -> dict[str, Any]:
+def run_job(spawner: Spawner, servers: Servers, cluster: Cluster, workdir: Path, rep: int,
+            command: str = "run") -> dict[str, Any]:
+    """One pass of ``kube-ovn-gc <command>`` (``run``, ``check`` or ``doctor``) in its own process."""
     env = dict(os.environ, KUBECONFIG=str(servers.kubeconfig))
     env.pop("OVN_NB_DB", None)
-    cmd = [sys.executable, "-m", "kube_ovn_gc", "run", "--output", "json", "--log-format", "json",
-           "--ovn-nb", servers.nb.unix_remote, "--max-deletions", str(10 * cluster.shape.leaks + 100)]
-    child = spawner.run(cmd, env, workdir, f"job-{rep}")
+    cmd = [sys.executable, "-m", "kube_ovn_gc", command, "--output", "json", "--log-format", "json",
+           "--ovn-nb", servers.nb.unix_remote]
+    if command != "doctor":
+        cmd += ["--max-deletions", str(10 * cluster.shape.leaks + 100)]
+    child = spawner.run(cmd, env, workdir, f"{command}-{rep}")
     try:
         report = json.loads(child.stdout)
     except ValueError as exc:
-        raise RuntimeError(f"job printed no report (exit {child.returncode}): {child.stderr[-3000:]}") from exc
-    problems = check_report(report, cluster)
-    if child.returncode != 0:
+        raise RuntimeError(f"{command} printed no report (exit {child.returncode}): {child.stderr[-3000:]}") from exc
+    problems = check_report(report, cluster, "done" if command == "run" else "planned") if command != "doctor" else []
+    expected = 0 if command == "run" else 1  # check and doctor find the leaks
+    if child.returncode != expected:
         problems.append(f"exit code {child.returncode}: {report.get('error')}")
+    reads = report.get("reads", {})
     return {"wall": child.wall, "max_rss_mib": child.max_rss_mib, "exit_code": child.returncode,
             "duration_seconds": report.get("duration_seconds"), "phases": _phases(child), "problems": problems,
-            "inventory": report.get("inventory", {})}
+            "inventory": report.get("inventory", {}), "reads": reads,
+            "kube_bytes": sum(int(v.get("bytes", 0)) for k, v in reads.items() if k != "nb"),
+            "nb_bytes": int(reads.get("nb", {}).get("bytes", 0))}
 
 
-def check_report(report: dict[str, Any], cluster: Cluster) -> list[str]:
-    """The pass must have deleted exactly the leaked IP CRs and the LSPs without IP CR."""
+def check_report(report: dict[str, Any], cluster: Cluster, outcome: str = "done") -> list[str]:
+    """The pass must have deleted (``done``; ``planned`` in a dry run) exactly the leaked IP CRs and the LSPs
+    without IP CR."""
     done: dict[str, set[str]] = {"ip": set(), "port": set()}
     problems = []
     for action in report.get("actions", []):
-        if action["outcome"] == "done" and action["kind"] in done:
+        if action["outcome"] == outcome and action["kind"] in done:
             done[action["kind"]].add(action["name"])
-        elif action["outcome"] in ("failed", "planned"):
+        elif action["outcome"] == "failed" or (action["kind"] in done and action["outcome"] in ("planned", "done")):
             problems.append(f"{action['kind']} {action['name']}: {action['outcome']}: {action['reason']}")
     for kind, expected in (("ip", cluster.leaked_ips), ("port", cluster.leaked_ports)):
         if done[kind] != expected:
@@ -261,7 +270,9 @@ class SizeResult:
     generate_seconds: float
     seed_seconds: float
     floors: list[dict[str, Any]] = field(default_factory=list)
-    jobs: list[dict[str, Any]] = field(default_factory=list)
+    jobs: list[dict[str, Any]] = field(default_factory=list)  # run, 1% leaks acted on
+    checks: list[dict[str, Any]] = field(default_factory=list)  # check (dry run)
+    doctors: list[dict[str, Any]] = field(default_factory=list)
     nb_deletes: list[dict[str, Any]] = field(default_factory=list)
 
     def median(self, runs: str, key: str) -> float:
@@ -273,10 +284,21 @@ class SizeResult:
 
     @property
     def ok(self) -> bool:
-        return all(not j["problems"] for j in self.jobs) and all(d["deleted"] == d["asked"] for d in self.nb_deletes)
+        return (all(not j["problems"] for j in self.jobs + self.checks + self.doctors)
+                and all(d["deleted"] == d["asked"] for d in self.nb_deletes))
+
+    def job_bytes(self, runs: str) -> float:
+        """Median bytes a pass of ``runs`` received: its Kubernetes reads and its NB select (the floor's, the same
+        select, when the NB adapter does not count its bytes)."""
+        return statistics.median(j["kube_bytes"] + (j["nb_bytes"] or f["nb_bytes"])
+                                 for j, f in zip(getattr(self, runs), self.floors, strict=False))
+
+    def floor_bytes(self) -> float:
+        return statistics.median(f["kube_bytes"] + f["nb_bytes"] for f in self.floors)
 
 
-def bench_size(spawner: Spawner, size: int, repeat: int, leak: float, keep: bool) -> SizeResult:
+def bench_size(spawner: Spawner, size: int, repeat: int, leak: float, keep: bool,
+               doctor_passes: int = 1) -> SizeResult:
     workdir = Path(tempfile.mkdtemp(prefix=f"kogc-bench-{size}-", dir="/tmp"))
     servers = Servers(workdir)
     try:
@@ -304,6 +326,19 @@ def bench_size(spawner: Spawner, size: int, repeat: int, leak: float, keep: bool
             result.floors.append(floor)
             log(f"size {size} #{rep + 1}: floor {floor['wall']:.2f}s (NB {floor['nb_seconds']:.2f}s, "
                 f"lists {floor['kube_seconds']:.2f}s)")
+            checked = run_job(spawner, servers, cluster, workdir, rep, "check")  # a dry run changes nothing
+            result.checks.append(checked)
+            log(f"size {size} #{rep + 1}: check {checked['wall']:.2f}s, peak RSS {checked['max_rss_mib']:.0f} MiB, "
+                f"ratio {checked['wall'] / floor['wall']:.2f}, {checked['kube_bytes'] / 2**20:.0f} MiB from the API "
+                f"(floor {floor['kube_bytes'] / 2**20:.0f} MiB)")
+            for problem in checked["problems"]:
+                log(f"  CHECK FAILED (check): {problem}")
+            if rep < doctor_passes:
+                doc = run_job(spawner, servers, cluster, workdir, rep, "doctor")
+                result.doctors.append(doc)
+                log(f"size {size} #{rep + 1}: doctor {doc['wall']:.2f}s, peak RSS {doc['max_rss_mib']:.0f} MiB")
+                for problem in doc["problems"]:
+                    log(f"  CHECK FAILED (doctor): {problem}")
             job = run_job(spawner, servers, cluster, workdir, rep)
             result.jobs.append(job)
             ph = job["phases"]
@@ -342,8 +377,8 @@ def _fmt_phases(ph: dict[str, Any]) -> str:
 
 _STEPS = (  # (label, from mark, to mark): the job's time, step by step, from its log
     ("start-up, until NB is connected", "", "start"),
-    ("NB read (one select; imports, kubeconfig, Lease meanwhile)", "start", "nb_read"),
-    ("Kubernetes read (paged lists)", "nb_read", "kube_read"),
+    ("NB read (one select; imports, kubeconfig, Lease, Subnets and IP CRs meanwhile)", "start", "nb_read"),
+    ("Kubernetes read (the rest of the IP CRs, then the owners at once)", "nb_read", "kube_read"),
     ("plan, rails, first second look", "kube_read", "ips_first"),
     ("IP CRs: second looks + deletes", "ips_first", "ips_last"),
     ("ports: second looks + NB delete", "ips_last", "ports_last"),
@@ -357,21 +392,48 @@ def _steps(job: dict[str, Any]) -> dict[str, float]:
     return {label: marks[b] - marks[a] for label, a, b in _STEPS if a in marks and b in marks}
 
 
+def _ratio(runs: list[dict[str, Any]], floors: list[dict[str, Any]]) -> str:
+    """The median of the per-pass ratios to the floor of the same repetition, and their spread."""
+    ratios = sorted(j["wall"] / f["wall"] for j, f in zip(runs, floors, strict=False))
+    spread = f" ({ratios[0]:.2f}-{ratios[-1]:.2f})" if len(ratios) > 1 else ""
+    return f"**{statistics.median(ratios):.2f}**{spread}"
+
+
 def table(results: list[SizeResult]) -> str:
     head = ("| size | pods / LSPs / IP CRs / subnets | leaked: IP CRs + LSPs | floor: NB + lists = wall "
-            "| job wall | job / floor | job peak RSS | NB `lsp_del` of 1,000 ports |")
+            "| check | check / floor | run | run / floor | peak RSS: run / doctor | MiB received: job / floor "
+            "| NB `lsp_del` of 1,000 ports |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in results:
         c = r.cluster
-        floor, job = r.median("floors", "wall"), r.median("jobs", "wall")
-        ratios = sorted(j["wall"] / f["wall"] for j, f in zip(r.jobs, r.floors, strict=True))
-        spread = f" ({ratios[0]:.2f}-{ratios[-1]:.2f})" if len(ratios) > 1 else ""
+        floor = r.median("floors", "wall")
+        doctor = f"{r.median('doctors', 'max_rss_mib'):.0f}" if r.doctors else "-"
+        job_bytes, floor_bytes = r.job_bytes("jobs"), r.floor_bytes()
         lines.append(
             f"| {r.size:,} | {c['pods']:,} / {c['ports']:,} / {c['ips']:,} / {c['subnets']} "
             f"| {c['leaked_ips']:,} + {c['leaked_ports']:,} "
             f"| {r.median('floors', 'nb_seconds'):.2f} + {r.median('floors', 'kube_seconds'):.2f} = {floor:.2f} s "
-            f"| {job:.2f} s | **{job / floor:.2f}**{spread} | {r.median('jobs', 'max_rss_mib'):.0f} MiB "
+            f"| {r.median('checks', 'wall'):.2f} s | {_ratio(r.checks, r.floors)} "
+            f"| {r.median('jobs', 'wall'):.2f} s | {_ratio(r.jobs, r.floors)} "
+            f"| {r.median('jobs', 'max_rss_mib'):.0f} / {doctor} MiB "
+            f"| {job_bytes / 2**20:.0f} / {floor_bytes / 2**20:.0f} (**{job_bytes / floor_bytes:.0%}**) "
             f"| {r.median('nb_deletes', 'seconds'):.2f} s |")
+    lines += ["", "What the run read, per source (medians: requests, MiB; the floor's MiB):", ""]
+    head3 = "| source | " + " | ".join(f"{r.size:,}" for r in results) + " |"
+    lines += [head3, "|" + "---|" * (head3.count("|") - 1)]
+    sources = sorted({s for r in results for j in r.jobs for s in j["reads"]}, key=lambda s: (s != "pods", s))
+    for source in sources:
+        cells = []
+        for r in results:
+            got = [j["reads"][source] for j in r.jobs if source in j["reads"]]
+            floor_mib = statistics.median(f.get("lists", {}).get(source, {}).get("bytes", 0) for f in r.floors) / 2**20
+            if not got:
+                cells.append("-")
+                continue
+            mib = statistics.median(g["bytes"] for g in got) / 2**20
+            cells.append(f"{statistics.median(g['requests'] for g in got):.0f} req, {mib:.1f} MiB"
+                         + (f" ({floor_mib:.1f})" if floor_mib else ""))
+        lines.append(f"| {source} | " + " | ".join(cells) + " |")
     lines += ["", "Where the job's time goes (medians, seconds):", ""]
     head2 = "| step | " + " | ".join(f"{r.size:,}" for r in results) + " |"
     lines += [head2, "|" + "---|" * (head2.count("|") - 1)]
@@ -391,12 +453,14 @@ def table(results: list[SizeResult]) -> str:
 
 
 def linearity(results: list[SizeResult]) -> list[str]:
-    by_size = {r.size: r.median("jobs", "wall") for r in results}
     out = []
-    sizes = sorted(by_size)
-    for small, big in itertools.pairwise(sizes):
-        out.append(f"job time({big:,}) / job time({small:,}) = {by_size[big] / by_size[small]:.2f} "
-                   f"(sizes x{big / small:g})")
+    for runs in ("checks", "jobs"):
+        by_size = {r.size: r.median(runs, "wall") for r in results}
+        sizes = sorted(by_size)
+        name = "run" if runs == "jobs" else "check"
+        for small, big in itertools.pairwise(sizes):
+            out.append(f"{name} time({big:,}) / {name} time({small:,}) = {by_size[big] / by_size[small]:.2f} "
+                       f"(sizes x{big / small:g})")
     return out
 
 
@@ -426,11 +490,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--leak", type=float, default=0.01, help="share of the addresses leaked")
     parser.add_argument("--readme", action="store_true", help="write the table into README.md")
     parser.add_argument("--keep", action="store_true", help="keep the work directories (logs, db files)")
+    parser.add_argument("--doctor", type=int, default=1, help="doctor passes per size (its peak RSS)")
     args = parser.parse_args(argv)
     sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
     spawner = Spawner()  # first, while this process is small: see bench/spawn.py
     try:
-        results = [bench_size(spawner, size, args.repeat, args.leak, args.keep) for size in sizes]
+        results = [bench_size(spawner, size, args.repeat, args.leak, args.keep, args.doctor) for size in sizes]
     finally:
         spawner.close()
     text = "\n".join([table(results), "", *(f"- {line}" for line in linearity(results)),

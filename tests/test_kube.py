@@ -632,16 +632,18 @@ def test_read_full_cluster_in_pages(cluster: Cluster) -> None:
         assert len(reqs) == pages, resource
         assert "continue" not in reqs[0].query
         assert all(r.query.get("continue") for r in reqs[1:]), resource
-    # pods: every pod metadata-only (3 pods, 2 pages), the ended ones in full, the host-network ones
-    # metadata-only; every page repeats its selector
+    # pods: the active ones metadata-only (3 pods, 2 pages), the host-network ones metadata-only, the ended
+    # ones (Succeeded metadata-only, one list per restartPolicy; Failed and other Succeeded in full); every
+    # page repeats its selector
     pods: dict[str, list[Any]] = {}
     for r in cluster.list_requests("pods"):
         pods.setdefault(r.query.get("fieldSelector", ""), []).append(r)
-    assert sorted(pods) == ["", kube.HOST_NETWORK, kube.NOT_RUNNING]
-    assert [bool(r.query.get("continue")) for r in pods[""]] == [False, True]
-    assert all(r.accept == kube.METADATA_ONLY for r in pods[""] + pods[kube.HOST_NETWORK])
-    assert [r.accept for r in pods[kube.NOT_RUNNING]] == ["application/json"]
-    assert len(pods[kube.HOST_NETWORK]) == 1
+    succeeded = [f"{kube.SUCCEEDED},spec.restartPolicy={p}" for p in kube.RESTART_POLICIES]
+    other = kube.SUCCEEDED + "".join(f",spec.restartPolicy!={p}" for p in kube.RESTART_POLICIES)
+    assert sorted(pods) == sorted([kube.ACTIVE, kube.HOST_NETWORK, kube.FAILED, *succeeded, other])
+    assert [bool(r.query.get("continue")) for r in pods[kube.ACTIVE]] == [False, True]
+    assert all(r.accept == kube.METADATA_ONLY for s in (kube.ACTIVE, kube.HOST_NETWORK, *succeeded) for r in pods[s])
+    assert [r.accept for s in (kube.FAILED, other) for r in pods[s]] == ["application/json"] * 2
     # subnets (whose status we may write) first, then the owned things, then their owners, all at once
     order = list(dict.fromkeys(r.resource for r in lists))
     assert order[:2] == ["subnets", "ips"]

@@ -157,20 +157,22 @@ def _bare(p: Pod) -> Pod:
 
 def test_merge_takes_what_metadata_lacks_from_the_same_pod_only() -> None:
     running = pod("default", "a")
-    done = pod("default", "b", phase="Succeeded", restart="Never")
+    ended_since = pod("default", "b", phase="Succeeded", restart="Never")  # active when listed, ended since
     host = pod("default", "c", host_network=True)
     recreated_old = pod("default", "d", phase="Failed", restart="Never")  # its name now has another pod
     recreated = dataclasses.replace(recreated_old, meta=dataclasses.replace(recreated_old.meta, uid="new"),
                                     phase="Running", restart_policy="Never")
-    gone = pod("default", "e", phase="Failed", reason="Evicted")  # ended, then deleted before the metadata list
-    merged = kube.merge_pods([_bare(p) for p in (running, done, host, recreated)],
-                             [done, recreated_old, gone], [host])
-    assert [p.meta.name for p in merged] == ["a", "b", "c", "d"]
-    a, b, c, d = merged
-    assert (a.phase, a.host_network) == ("", False)
-    assert b == done
-    assert c.host_network
-    assert (d.meta.uid, d.phase) == ("new", "")  # not the old pod's Failed: it would be judged dead
+    done_host = pod("kube-system", "e", phase="Succeeded", restart="Never", host_network=True)
+    merged = {(p.meta.name, p.meta.uid): p for p in kube.merge_pods(
+        [_bare(p) for p in (running, ended_since, recreated)],
+        [ended_since, recreated_old, dataclasses.replace(done_host, host_network=False)],
+        [_bare(host), _bare(done_host)])}
+    assert sorted(name for name, _ in merged) == ["a", "b", "c", "d", "d", "e"]
+    assert merged["a", running.meta.uid] == _bare(running)
+    assert merged["b", ended_since.meta.uid] == ended_since
+    assert merged["c", host.meta.uid].host_network  # known from the host-network list only
+    assert merged["d", "new"].phase == ""  # not the old pod's Failed: it would be judged dead
+    assert merged["e", done_host.meta.uid] == done_host  # ended, and host-network
 
 
 # --- what the fake serves -------------------------------------------------------------------------------------
@@ -192,9 +194,11 @@ def test_the_fake_serves_metadata_only_lists_and_pod_field_selectors_as_kube_api
     assert {i["kind"] for i in listed["items"]} == {"PartialObjectMetadata"}
     assert all(set(i) == {"kind", "apiVersion", "metadata"} for i in listed["items"])
     assert sorted(i["metadata"]["name"] for i in listed["items"]) == ["done", "proxy", "run"]
-    ended = kube.loads(raw.list_body(kube.PODS, None, selector=kube.NOT_RUNNING))
+    ended = kube.loads(raw.list_body(kube.PODS, None, selector=f"{kube.SUCCEEDED},spec.restartPolicy=Never"))
     assert [i["metadata"]["name"] for i in ended["items"]] == ["done"]
     assert ended["kind"] == "PodList"
+    active = kube.loads(raw.list_body(kube.PODS, None, selector=kube.ACTIVE, metadata_only=True))
+    assert [i["metadata"]["name"] for i in active["items"]] == ["run"]
     host = kube.loads(raw.list_body(kube.PODS, None, selector=kube.HOST_NETWORK, metadata_only=True))
     assert [i["metadata"]["name"] for i in host["items"]] == ["proxy"]
     not_host = kube.loads(raw.list_body(kube.PODS, None, selector="spec.hostNetwork=false"))
@@ -224,7 +228,7 @@ def test_pods_are_read_light_and_a_refused_selector_falls_back_to_the_full_list_
     assert (light["done"].phase, light["done"].restart_policy, light["proxy"].host_network) == (
         "Succeeded", "Never", True)
     assert (light["run"].phase, light["run"].host_network) == ("", False)
-    assert {r.query.get("fieldSelector", "") for r in api.pod_lists()} == {"", kube.NOT_RUNNING, kube.HOST_NETWORK}
+    assert len(api.pod_lists()) == 7 and all(r.query.get("fieldSelector") for r in api.pod_lists())
 
     server.pod_fields = tuple(f for f in POD_FIELDS if f != "spec.hostNetwork")  # a server before 1.28
     try:
@@ -237,7 +241,7 @@ def test_pods_are_read_light_and_a_refused_selector_falls_back_to_the_full_list_
         refused = [r for r in caplog.records if "refuses a pod field selector" in r.getMessage()]
         assert len(refused) == 1  # logged once; the second read does not ask again
         statuses = [(r.query.get("fieldSelector", ""), r.status) for r in api.pod_lists()]
-        assert statuses.count((kube.HOST_NETWORK, 400)) == 1
+        assert (kube.ACTIVE, 400) in statuses
         assert sum(1 for r in api.pod_lists() if r.accept == "application/json" and not r.query.get("fieldSelector")
                    and not r.query.get("continue")) == 2  # one full list per read
     finally:
@@ -265,7 +269,7 @@ def test_read_costs_are_counted_per_kind(api: Api) -> None:
     reader.read()
     costs = reader.costs()
     pods = [r for r in api.pod_lists()]
-    assert costs["pods"]["requests"] == len(pods) == 4  # metadata-only (2 pages), ended, host network
+    assert costs["pods"]["requests"] == len(pods) == 7  # active, host network, 5 lists of ended ones
     assert costs["pods"]["bytes"] == sum(r.size for r in pods)
     assert costs["pods"]["seconds"] >= 0
     assert {"ips", "subnets", "nodes", "statefulsets", "virtualmachines"} <= set(costs)

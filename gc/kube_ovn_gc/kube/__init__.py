@@ -65,8 +65,11 @@ from .parse import (
     parse_vmi,
 )
 from .read import (
+    ACTIVE,
+    FAILED,
     HOST_NETWORK,
-    NOT_RUNNING,
+    RESTART_POLICIES,
+    SUCCEEDED,
     KubeReader,
     merge_pods,
     peek_continue,
@@ -76,6 +79,8 @@ from .write import (
 )
 
 __all__ = [
+    "ACTIVE",
+    "FAILED",
     "HOST_NETWORK",
     "IPS",
     "IPTABLES_EIPS",
@@ -83,13 +88,14 @@ __all__ = [
     "MULTUS_ANNOTATION",
     "NODES",
     "NODE_ALLOCATED",
-    "NOT_RUNNING",
     "OVN_EIPS",
     "PODS",
     "RESERVED_LABEL",
+    "RESTART_POLICIES",
     "STATEFULSETS",
     "SUBNETS",
     "SUBNET_LABEL",
+    "SUCCEEDED",
     "TOKEN_REFRESH_INTERVAL",
     "VIPS",
     "VMIS",

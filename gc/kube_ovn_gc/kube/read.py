@@ -220,21 +220,33 @@ class KubeReader(_KubeAccess):
         return self._list(PODS, parse_pod)[0]
 
     def _read_pods_light(self) -> tuple[Pod, ...]:
-        """Three lists at once: every pod metadata-only, the pods not Running nor Pending in full (phase,
-        restartPolicy, reason), and the host-network pods metadata-only. A server that answers the
-        metadata-only list in full has said everything: its answer is used as it is."""
+        """The pods in lists that each take only what the decisions need (see :func:`merge_pods` for why the
+        order is safe): the active pods metadata-only, the host-network pods metadata-only (both at once),
+        then the ended ones: the Succeeded pods metadata-only, one list per restartPolicy (which names
+        both), and the Failed pods (and Succeeded ones with any other restartPolicy: none, as kube-apiserver
+        validates it) in full, for their reason. Every pod comes once, at its metadata's size, but for the
+        few Failed ones. A list answered in full although asked for metadata only is used as it is."""
+        with ThreadPoolExecutor(max_workers=4, thread_name_prefix="gc-pods") as pool:
+            host = pool.submit(self._pod_list, HOST_NETWORK, metadata_only=True)
+            active = self._pod_list(ACTIVE, metadata_only=True)
+            # Only now: the ended pods are listed after every active one was (see merge_pods).
+            ended = [pool.submit(self._pod_list, FAILED)]
+            ended += [pool.submit(self._pod_list, f"{SUCCEEDED},spec.restartPolicy={policy}", metadata_only=True,
+                                  phase="Succeeded", restart_policy=policy) for policy in RESTART_POLICIES]
+            ended.append(pool.submit(self._pod_list, SUCCEEDED + "".join(
+                f",spec.restartPolicy!={policy}" for policy in RESTART_POLICIES)))
+            return merge_pods(active, [p for f in ended for p in f.result()], host.result())
+
+    def _pod_list(self, selector: str, *, metadata_only: bool = False, phase: str = "",
+                  restart_policy: str = "") -> tuple[Pod, ...]:
+        """The pods ``selector`` takes; when served metadata-only, with the ``phase`` and ``restart_policy`` the
+        selector says they have."""
         kinds: set[str] = set()
-        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="gc-pods") as pool:
-            ended = pool.submit(self._list, PODS, parse_pod, selector=NOT_RUNNING)
-            host = pool.submit(self._list, PODS, parse_pod, selector=HOST_NETWORK, metadata_only=True)
-            every, _ = self._list(PODS, parse_pod, metadata_only=True, kinds=kinds)
-            if kinds and kinds <= _FULL_POD_LISTS:
-                log.info("pods were listed in full although asked for metadata only: used as they are")
-                for rest in (ended, host):
-                    with contextlib.suppress(GCError):
-                        rest.result()
-                return every
-            return merge_pods(every, ended.result()[0], host.result()[0])
+        pods, _ = self._list(PODS, parse_pod, selector=selector, metadata_only=metadata_only, kinds=kinds)
+        if phase and kinds - _FULL_POD_LISTS:
+            pods = tuple(dataclasses.replace(p, phase=phase, restart_policy=restart_policy)
+                         if not p.phase else p for p in pods)
+        return pods
 
     def _read_kubevirt(self) -> tuple[KubevirtState, tuple[VirtualMachine, ...], str, Unparsed]:
         """The VMs and VMIs, the state of the KubeVirt API, why it is unreadable (or ""), and the objects
@@ -354,41 +366,53 @@ class KubeReader(_KubeAccess):
         return tuple(items), tuple(bad)
 
 
-NOT_RUNNING: Final = "status.phase!=Running,status.phase!=Pending"
-"""The pods whose phase decides (Succeeded, Failed; Unknown and unset come along): field selectors take no
-``in``, so the phases that never decide are excluded instead."""
 HOST_NETWORK: Final = "spec.hostNetwork=true"
 """A pod field selector since Kubernetes 1.28 (kubernetes/kubernetes#110477); an older server answers 400."""
+ACTIVE: Final = "status.phase!=Succeeded,status.phase!=Failed,spec.hostNetwork=false"
+"""The pods whose phase never decides (Pending, Running, Unknown), host-network ones aside (field selectors
+take no ``in``: the others are excluded instead)."""
+SUCCEEDED: Final = "status.phase=Succeeded"
+FAILED: Final = "status.phase=Failed"
+RESTART_POLICIES: Final = ("Always", "OnFailure", "Never")
+"""The values kube-apiserver admits (pkg/apis/core/validation ``validateRestartPolicy``; defaulted to Always)."""
 _FULL_POD_LISTS: Final = frozenset({"PodList", ""})
 
 
-def merge_pods(every: Iterable[Pod], ended: Iterable[Pod], host: Iterable[Pod]) -> tuple[Pod, ...]:
-    """The pods of a pass from three lists: ``every`` pod metadata-only, the ``ended`` ones (not Running nor
-    Pending) in full, and the ``host``-network ones. Pure; the decisions are the same as on a full list.
+def _pod_key(pod: Pod) -> tuple[str, str, str]:
+    return pod.meta.namespace, pod.meta.name, pod.meta.uid
 
-    ``every`` says which pods exist: a pod that is only in the other lists came or went between the lists
-    and is left out, as an absent owner is. A pod of ``every`` takes the fields metadata lacks from the
-    same pod (namespace, name *and* uid: a pod recreated under its name between two lists is another
-    pod) in ``ended``, else it is Running or Pending: phase, reason and restartPolicy are left empty, and
-    no rule reads them for such a pod (:func:`kube_ovn_gc.plan.pod_liveness`, Kube-OVN's ``isPodAlive``
-    in pkg/controller/pod.go, v1.12.0-v1.16.0, looks only at Succeeded and Failed). The lists are taken
-    at different moments, and this is safe because the phases that decide are terminal (a pod never
-    leaves Succeeded or Failed, so an ``ended`` pod is dead whichever list came first; a pod that ended
-    after its list was read is taken as alive: kept, and collected next pass) and ``hostNetwork`` and
-    ``restartPolicy`` cannot change on a pod. ``spec.nodeName`` is not read for pods: no rule uses it.
+
+def merge_pods(active: Iterable[Pod], ended: Iterable[Pod], host: Iterable[Pod]) -> tuple[Pod, ...]:
+    """The pods of a pass from lists that partition them by field selectors. Pure; the decisions on the
+    result are those on a full list (tests/test_reads.py runs the planner on both).
+
+    ``active``: the pods neither Succeeded nor Failed, nor host-network, metadata-only: phase, reason and
+    restartPolicy left empty, and no rule reads them for such a pod (:func:`kube_ovn_gc.plan.pod_liveness`
+    as Kube-OVN's ``isPodAlive``, pkg/controller/pod.go v1.12.0-v1.16.0, looks only at Succeeded and
+    Failed). ``ended``: the Succeeded and Failed pods with their phase, restartPolicy and (Failed) reason.
+    ``host``: the host-network pods, metadata-only, which own no address. A pod in two lists (the same
+    namespace, name *and* uid: one recreated under its name is another pod) is taken from ``ended``,
+    then marked host-network if it is in ``host``.
+
+    Why lists taken at different moments make one snapshot: ``ended`` is listed after ``active`` (each
+    list is a consistent snapshot of its own moment), and a pod only ever moves from active to ended
+    (Succeeded and Failed are terminal). So a pod that existed when ``active`` was listed is in it, or was
+    already ended and is in ``ended`` (unless deleted since: gone, as in a later full list); a pod that
+    ended in between is in both and taken as ended, which it is. ``hostNetwork`` and ``restartPolicy``
+    cannot change on a pod, so the host-network list may be taken at any moment. ``spec.nodeName`` is
+    not read for pods: no rule uses it.
     """
-    ended_by = {(p.meta.namespace, p.meta.name, p.meta.uid): p for p in ended}
-    on_host = {(p.meta.namespace, p.meta.name, p.meta.uid) for p in host}
-    out = []
-    for pod in every:
-        key = (pod.meta.namespace, pod.meta.name, pod.meta.uid)
-        full = ended_by.get(key)
-        if full is not None:
-            pod = full
-        elif key in on_host:
-            pod = dataclasses.replace(pod, host_network=True)
-        out.append(pod)
-    return tuple(out)
+    pods: dict[tuple[str, str, str], Pod] = {_pod_key(p): p for p in active}
+    for pod in ended:
+        pods[_pod_key(pod)] = pod
+    for pod in host:
+        key = _pod_key(pod)
+        known = pods.get(key)
+        if known is None:
+            pods[key] = pod if pod.host_network else dataclasses.replace(pod, host_network=True)
+        elif not known.host_network:
+            pods[key] = dataclasses.replace(known, host_network=True)
+    return tuple(pods.values())
 
 
 _CONTINUE_IN_HEAD: Final = re.compile(rb'"continue"\s*:\s*"([A-Za-z0-9+/=_.-]+)"')
