@@ -45,7 +45,7 @@ LISTS: list[tuple[str, str]] = [  # (name, path) in the order kube_ovn_gc.kube.K
 
 def read_nb(sock_path: str) -> dict[str, Any]:
     """One transact with both selects; the reply ends where the echo sent after it begins (a read on a
-    standalone server is answered in order; the job frames by message boundaries instead, see ovn.py)."""
+    standalone server is answered in order; the job frames by message boundaries instead, see ovn/wire.py)."""
     started = time.perf_counter()
     marker = b'"floor-echo"'
     request = orjson.dumps({"id": 1, "method": "transact", "params": ["OVN_Northbound", *NB_OPS]})

@@ -55,7 +55,7 @@ def port_actions(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
 @pytest.fixture
 def demo(kube_api: FakeApiServer, raft3: RaftCluster, monkeypatch: pytest.MonkeyPatch) -> Cluster:
     """The demo cluster on three NB members, with a dozen more leaked ports (no IP CR, no pod)."""
-    monkeypatch.setattr(ovn, "BATCH_SIZE", BATCH)
+    monkeypatch.setattr(ovn.northbound, "BATCH_SIZE", BATCH)  # where lsp_del reads it
     c = seed_demo(kube_api, raft3)  # type: ignore[arg-type]  # same seeding API as OvsdbServer
     for i in range(12):
         c.port(f"gone-{i}.default", "ovn-default", f"10.16.3.{i + 1}", pod_key=f"default/gone-{i}")
@@ -67,9 +67,9 @@ def after_delete_batch(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[in
     """``after_delete_batch(n, fault)``: run ``fault`` once, right after the job sent its n-th delete."""
     armed: list[tuple[int, Callable[[], None]]] = []
     sent = 0
-    real = ovn._Connection._send
+    real = ovn.wire._Connection._send
 
-    def send(conn: ovn._Connection, data: bytes) -> None:
+    def send(conn: ovn.wire._Connection, data: bytes) -> None:
         nonlocal sent
         real(conn, data)
         if b"kube-ovn-gc: delete" in data:
@@ -78,7 +78,7 @@ def after_delete_batch(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[in
                 if n == sent:
                     fault()
 
-    monkeypatch.setattr(ovn._Connection, "_send", send)
+    monkeypatch.setattr(ovn.wire._Connection, "_send", send)
     yield lambda n, fault: armed.append((n, fault))
 
 
