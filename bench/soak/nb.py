@@ -156,28 +156,28 @@ class PortWatch(threading.Thread):
         self.on_delete = on_delete
         self.known: dict[str, str] = {}
         self.ready = threading.Event()
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self._stream: _Stream | None = None
         self.reconnects = 0
         self.blind_seconds = 0.0
         self._lost_at: float | None = None
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
         if self._stream is not None:
             self._stream.close()
         self.join(timeout=5)
 
     def run(self) -> None:
         for index in itertools.cycle(range(len(self.remotes))):
-            if self._stop.is_set():
+            if self._halt.is_set():
                 return
             try:
                 self._stream = _Stream(_open(self.remotes[index], 5.0))
                 self._stream.sock.settimeout(None)
                 self._watch()
             except (OSError, ConnectionError, ValueError) as exc:
-                if self._stop.is_set():
+                if self._halt.is_set():
                     return
                 log.info("port watch: %s lost (%s); next member", self.remotes[index], exc)
             if self._stream is not None:

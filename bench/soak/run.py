@@ -329,11 +329,12 @@ class Soak:
         self.world.status_writes_off = True  # what the statuses say now is the job's doing
         final = self.run_pass(len(self.passes), final=True)
         self._wait_drained(60)
-        result = self.result(churn_start, churn_end, final)
-        self.watch.stop()
-        self.world.stop()
-        self.stop_servers()
-        return result
+        try:
+            return self.result(churn_start, churn_end, final)
+        finally:
+            self.watch.stop()
+            self.world.stop()
+            self.stop_servers()
 
     # --- result --------------------------------------------------------------------------------------------
 
