@@ -38,6 +38,7 @@ def test_liveness_spans_union_of_holders() -> None:
     assert not live.alive_throughout("db-1.db", 12.0, 14.0)
     assert live.alive_during("db-1.db", 12.0, 14.0)
     assert not live.alive_during("db-1.db", 13.0, 19.9)
+    assert live.ended_during("db-1.db", 12.0, 14.0) == 13.0 and live.ended_during("db-1.db", 14.0, 30.0) is None
     assert not live.release("db-1.db", "nobody", at=30.0)
     assert live.live_names() == {"db-1.db"}
 

@@ -94,6 +94,12 @@ class Liveness:
         with self._lock:
             return any(start <= t1 and end > t0 for start, end in self._spans.get(name, ()))
 
+    def ended_during(self, name: str, t0: float, t1: float) -> float | None:
+        """When the last span that ended within ``[t0, t1]`` ended (its owners went), or None."""
+        with self._lock:
+            ends = [end for _, end in self._spans.get(name, ()) if t0 <= end <= t1]
+        return max(ends) if ends else None
+
     def live_names(self) -> set[str]:
         with self._lock:
             return {name for name, holders in self._holders.items() if holders}

@@ -143,6 +143,9 @@ class Soak:
             born = span[0] if span else None
             look = self._last_look(name, t1)
             if not live.alive_throughout(name, t0, t1):
+                died = live.ended_during(name, t0, t1)
+                if died is not None and live.span_at(name, t1) is None and look is not None and look >= died:
+                    return  # the owner went within the window and the job looked (404) after it went
                 verdict = "raced"  # the owner came or went while the delete was under way
             elif born is not None and look is not None and born > look:
                 verdict = "raced"  # the owner appeared after the job's last look at it
@@ -478,8 +481,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--raft", action="store_true", help="NB is a 3-member Raft cluster whose leader is killed "
                     "and restarted every --raft-kill-every seconds; the job gets all three members")
     ap.add_argument("--raft-kill-every", type=float, default=120.0)
-    ap.add_argument("--pods", type=int, default=150, help="plain pods kept around (plus VMs and StatefulSets)")
-    ap.add_argument("--vms", type=int, default=16)
+    ap.add_argument("--pods", type=int, default=500, help="plain pods kept around (plus VMs and StatefulSets)")
+    ap.add_argument("--vms", type=int, default=30)
     ap.add_argument("--pause-every", type=float, default=30.0, help="mean seconds between controller pauses")
     ap.add_argument("--status-loss", type=float, default=0.1, help="share of controller status writes lost")
     ap.add_argument("--fault-rate", type=float, default=0.005, help="share of the job's requests answered 429/500")

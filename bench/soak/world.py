@@ -99,8 +99,8 @@ def parse_time(text: str) -> float:
 @dataclass
 class Config:
     rate: float = 50.0  # changes per second
-    pods: int = 150  # plain pods the churn keeps around
-    vms: int = 16
+    pods: int = 500  # plain pods the churn keeps around
+    vms: int = 30
     statefulsets: int = 4
     max_replicas: int = 4
     pause_every: float = 30.0  # mean seconds between controller pauses; 0: never
