@@ -192,6 +192,7 @@ class World:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._churning = False
+        self._next_tick = 0.0
         self._paused_until = 0.0
         self._deferred: list[Callable[[], None]] = []
         self.status_writes_off = False
@@ -285,6 +286,7 @@ class World:
             on = arg == "on"
             if on and not self._churning:
                 self._churning = True
+                self._next_tick = time.time()
                 self.at(0.0, self._tick, kind=TIMER)
                 if self.cfg.pause_every:
                     self.at(self.rng.expovariate(1 / self.cfg.pause_every), self._pause, kind=TIMER)
@@ -303,7 +305,10 @@ class World:
     def _tick(self) -> None:
         if not self._churning:
             return
-        self.at(self.rng.expovariate(self.cfg.rate), self._tick, kind=TIMER)
+        # Poisson arrivals on the schedule's own clock, not from whenever this tick ran: a loop that
+        # fell behind catches up, so the rate over the soak is the rate asked for.
+        self._next_tick += self.rng.expovariate(self.cfg.rate)
+        self.at(self._next_tick - time.time(), self._tick, kind=TIMER)
         kinds, weights = self._weights()
         kind = self.rng.choices(kinds, weights)[0]
         getattr(self, f"change_{kind}")()
