@@ -44,10 +44,10 @@ class StagedReads(Protocol):
         ...
 
 
-def read_costs(staged: StagedReads | None, nb_seconds: float) -> dict[str, dict[str, float]]:
+def read_costs(staged: StagedReads | None, nb_seconds: float, nb_bytes: int) -> dict[str, dict[str, float]]:
     """Per source, what reading cost (requests, bytes received, seconds): NB's select, and the reader's lists."""
     out = dict(staged.costs()) if staged is not None else {}
-    out["nb"] = {"requests": 1, "bytes": 0, "seconds": round(nb_seconds, 3)}
+    out["nb"] = {"requests": 1, "bytes": nb_bytes, "seconds": round(nb_seconds, 3)}
     return out
 
 
@@ -194,9 +194,10 @@ def _run_pass(settings: Settings, backends: Backends | None) -> Report:
                 read_started = time.monotonic()
                 nb_snapshot = client.lsp_list()
                 nb_seconds[0] = time.monotonic() - read_started
+                nb_bytes[0] = int(getattr(client, "list_bytes", 0))  # counted by the OVSDB adapter
                 return client, nb_snapshot
 
-            nb_seconds = [0.0]
+            nb_seconds, nb_bytes = [0.0], [0]
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gc-nb-read") as early:
                 nb_read = early.submit(read_nb)
                 backends = backends or build_backends(settings, nb_open)
@@ -208,7 +209,7 @@ def _run_pass(settings: Settings, backends: Backends | None) -> Report:
             # only now may an owner list start
             kube_snapshot = staged.read_owners(owned) if staged is not None and owned is not None \
                 else backends.reader.read()
-            reads.update(read_costs(staged, nb_seconds[0]))
+            reads.update(read_costs(staged, nb_seconds[0], nb_bytes[0]))
             if kube_snapshot.kubevirt is KubevirtState.UNREADABLE:
                 # Served but not listed: the owner inventory is incomplete, as after any failed list. Nothing
                 # is judged, nothing changes (upstream reached the same rule: kube-ovn#6824).

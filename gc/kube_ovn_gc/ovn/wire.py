@@ -155,6 +155,7 @@ class _Connection:
         self._scan = 0  # where the next search for a boundary begins
         self._next_id = 0
         self.role = ""  # "leader" or "follower" once connected
+        self.received = 0  # bytes received on this connection
 
     @classmethod
     def open(cls, remote: str, settings: NbSettings) -> _Connection:
@@ -240,6 +241,7 @@ class _Connection:
             if not data:
                 raise TransientError(f"{self.remote}: connection closed by the server")
             self._buf += data
+            self.received += len(data)
             return True
 
     def _block(self, register: Callable[[Any], None], deadline: float) -> None:
