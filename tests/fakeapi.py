@@ -74,6 +74,7 @@ JSON = dict[str, Any]
 
 _VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update")
 _SUB_VERBS = ("get", "patch", "update")
+_SHORT_NAMES = {"virtualmachines": ("vm", "vms"), "virtualmachineinstances": ("vmi", "vmis")}
 _CUSTOM_GROUPS = frozenset({"kubeovn.io", "kubevirt.io"})
 _MAX_SNAPSHOTS = 64
 _SERVER_OWNED = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation")
@@ -1165,6 +1166,8 @@ class FakeApiServer:
         for rt in rts:
             resources.append({"name": rt.plural, "singularName": rt.singular, "namespaced": rt.namespaced,
                               "kind": rt.kind, "verbs": [*_VERBS, "watch"]})
+            if rt.plural in _SHORT_NAMES:  # the CRDs' (KubeVirt's vm/vms, vmi/vmis): kubectl resolves `get vm`
+                resources[-1]["shortNames"] = list(_SHORT_NAMES[rt.plural])
             if rt.status:
                 resources.append({"name": f"{rt.plural}/status", "singularName": "",
                                   "namespaced": rt.namespaced, "kind": rt.kind, "verbs": list(_SUB_VERBS)})

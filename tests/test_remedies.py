@@ -28,7 +28,7 @@ import pytest
 
 from fakeapi import FakeApiServer, make_tls_files
 from ovsdb import OvsdbServer
-from scenario import OLD, Cluster, kube_ovn_controller, pod_only, seed_doctor
+from scenario import OLD, Cluster, ago, kube_ovn_controller, pod_only, seed_doctor, terminating
 
 KUBECTL = shutil.which("kubectl")
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
@@ -45,14 +45,16 @@ exec ovn-nbctl --db="$KO_NB_DB" "$@"
 
 def kubectl_commands(remedy: str) -> list[list[str]]:
     """The kubectl commands of a remedy: after an optional ``…, or:`` / ``…: `` lead-in, before a ``  #``
-    comment, joined by ``&&``. Remedies that are not kubectl commands (``kube-ovn-gc run``,
-    ``virtctl …``) give none."""
+    comment, joined by ``&&`` or ``;`` (a list cut short ends in ``… N more``). Remedies that are not
+    kubectl commands (``kube-ovn-gc run``, ``virtctl …``) give none."""
     command = remedy.split("  #", 1)[0]
     start = command.find("kubectl ")
     if start < 0:
         return []
     out = []
-    for part in command[start:].split(" && "):
+    for part in command[start:].replace("; ", " && ").split(" && "):
+        if part.startswith("…"):  # "… 2 more (see objects)": the rest of a long list, not a command
+            continue
         argv = shlex.split(part)
         assert argv[0] == "kubectl", f"{part!r} in {remedy!r} is not a kubectl command"
         out.append(argv)
@@ -69,6 +71,8 @@ def test_kubectl_commands_are_read_from_remedies_as_printed() -> None:
         -1] == '{"status":{}}'
     assert kubectl_commands("kube-ovn-gc run --release-stuck-after 1h  # (or restart kube-ovn-controller)") == []
     assert kubectl_commands("virtctl restart vm -n d") == []
+    assert kubectl_commands("move or delete what still uses it: kubectl delete vips a; kubectl delete ip b; … 1 more "
+                            "(see objects)") == [["kubectl", "delete", "vips", "a"], ["kubectl", "delete", "ip", "b"]]
 
 
 @dataclass
@@ -245,3 +249,46 @@ def test_the_kubectl_ko_standin_refuses_what_ovn_nbctl_refuses(world: World) -> 
     assert refused.returncode != 0 and "no-such-port" in refused.stderr
     assert world.kubectl(["kubectl", "ko", "nbctl", "--if-exists", "lsp-del", "no-such-port"]).returncode == 0
 
+
+
+def seed_more_shapes(c: Cluster) -> None:
+    """Holders of a terminating Subnet the sandbox lacks (a stopped VM, a Vip, both EIP kinds) and an IP CR
+    the planner cannot judge: their remedies are `kubectl delete vm|vips|ovn-eips|iptables-eips`, `kubectl
+    get ip … -o yaml`."""
+    c.subnet("legacy2", "10.30.0.0/24", "10.30.0.1", status={"v4usingIPs": 4, "v4availableIPs": 249, "v6usingIPs": 0,
+                                                           "v6availableIPs": 0})
+    terminating(c, "subnets", "legacy2", ago(hours=2))
+    c.vm("default", "vm-x", running=False)
+    c.address("default", "vm-x", "10.30.0.2", subnet="legacy2", pod_type="VirtualMachine")
+    held = {"ovn.kubernetes.io/subnet": "legacy2"}
+    c.api.create("vips", {"metadata": {"name": "vip-1", "labels": {**held, "ovn.kubernetes.io/ip_reserved": ""}},
+                          "spec": {"subnet": "legacy2", "v4ip": "10.30.0.3"}})
+    c.api.create("ovn-eips", {"metadata": {"name": "eip-1", "labels": held},
+                              "spec": {"externalSubnet": "legacy2", "v4Ip": "10.30.0.4", "type": "nat"}})
+    c.subnet("legacy3", "10.31.0.0/24", "10.31.0.1", status={"v4usingIPs": 1, "v4availableIPs": 252, "v6usingIPs": 0,
+                                                           "v6availableIPs": 0})
+    terminating(c, "subnets", "legacy3", ago(hours=2))
+    c.api.create("iptables-eips", {"metadata": {"name": "eip-2", "labels": {"ovn.kubernetes.io/subnet": "legacy3"}},
+                                   "spec": {"externalSubnet": "legacy3", "v4ip": "10.31.0.5"}})
+    c.ip_cr("bad.default", "ovn-default", "10.16.0.77", pod_name="bad", namespace="default")
+    bad = c.api.get("ips", "bad.default")
+    assert bad is not None
+    bad["spec"]["ipAddress"] = bad["spec"]["v4IpAddress"] = "10.16.0.777"
+    c.api.put("ips", bad)
+
+
+def test_kubectl_accepts_the_remedies_of_more_shapes(world: World) -> None:
+    seed_more_shapes(world.cluster)
+    remedies = [f["remedy"] for f in world.doctor()["findings"]]
+    commands = [argv for remedy in remedies for argv in kubectl_commands(remedy)]
+    shown = {shlex.join(argv) for argv in commands}
+    for expected in ("kubectl delete vm -n default vm-x", "kubectl delete vips vip-1", "kubectl delete ovn-eips eip-1",
+                     "kubectl delete iptables-eips eip-2", "kubectl get ip bad.default -o yaml"):
+        assert expected in shown, remedies
+    for argv in commands:
+        if argv[1] in ("get", "patch") or argv[-1] in ("vm-x", "vip-1", "eip-1", "eip-2"):
+            out = world.kubectl(argv)
+            assert out.returncode == 0, f"{shlex.join(argv)}: {out.stderr}"
+    assert world.api.get("virtualmachines", "vm-x", "default") is None
+    assert [world.api.get(kind, name) for kind, name in (("vips", "vip-1"), ("ovn-eips", "eip-1"),
+                                                         ("iptables-eips", "eip-2"))] == [None, None, None]
