@@ -302,7 +302,26 @@ def test_a_port_written_between_the_reads_is_not_reported(clean: Cluster, kube_a
 def test_unreachable_nb_exits_3(clean: Cluster, kubeconfig: Path, tmp_path: Path) -> None:
     result, report = doctor(kubeconfig, f"unix:{tmp_path}/nowhere.sock")
     assert result.exit_code == 3
-    assert report["exit_code"] == 3 and report["error"] and report["findings"] == []
+    assert report["exit_code"] == 3 and report["error"] and "findings" not in report
+
+
+def test_a_doctor_that_did_not_run_says_what_stopped_it_and_nothing_else(
+        clean: Cluster, nb_server: OvsdbServer, kubeconfig: Path, tmp_path: Path) -> None:
+    """As a pass's report (test_e2e.py::test_a_pass_that_did_not_run_says_what_stopped_it_and_nothing_else):
+    no read counts, no empty findings, of reads that did not happen."""
+    broken = tmp_path / "broken-kubeconfig"
+    broken.write_text("apiVersion: v1\nclusters: [oops\n")
+    for config, nb, code, error in ((broken, nb_server, 2, f"configuration: cannot load kubeconfig {broken}"),
+                                    (kubeconfig, f"unix:{tmp_path}/nowhere.sock", 3, "")):
+        text, _ = doctor(config, nb, output="text")
+        assert text.exit_code == code, text.output
+        [line] = text.stdout.splitlines()
+        assert line.startswith(f"did not run: {error}") and line.endswith(f"→ exit {code}"), line
+        assert "read 0" not in line and "could not read everything" not in line
+        result, report = doctor(config, nb)
+        assert result.exit_code == code
+        assert set(report) == {"exit_code", "started_at", "duration_seconds", "error"}, report
+        assert report["exit_code"] == code and report["error"].startswith(error)
 
 
 def test_failing_api_exits_3(clean: Cluster, kube_api: FakeApiServer, nb_server: OvsdbServer,

@@ -663,7 +663,7 @@ class DoctorReport:
     duration_seconds: float
     inventory: dict[str, int]
     findings: tuple[Finding, ...] = ()
-    error: str | None = None
+    error: str | None = None  # what stopped the examination: it did not run, nothing else is reported
     warnings: tuple[str, ...] = ()
     settings: dict[str, object] = field(default_factory=dict)
 
@@ -676,6 +676,11 @@ class DoctorReport:
             "exit_code": self.exit_code,
             "started_at": self.started_at.isoformat(),
             "duration_seconds": round(self.duration_seconds, 3),
+        }
+        if self.error:  # did not run: what stopped it, and nothing else (as a pass's report, report.Report)
+            out["error"] = self.error
+            return out
+        out |= {
             "inventory": self.inventory,
             "counts": self.counts(),
             "findings": [f.as_json() for f in self.findings],
@@ -684,30 +689,28 @@ class DoctorReport:
             out["settings"] = self.settings
         if self.warnings:
             out["warnings"] = list(self.warnings)
-        if self.error:
-            out["error"] = self.error
         return out
 
     def to_json(self) -> str:
         return json.dumps(self.as_json(), indent=2, default=str, ensure_ascii=False)
 
     def summary(self) -> str:
+        if self.error:  # one line, whatever the error's own text (a YAML parser's runs over several)
+            return f"did not run: {' '.join(self.error.split())} → exit {self.exit_code}"
         inv = self.inventory
         read = (f"read {inv.get('logical_switch_ports', 0)} ports, {inv.get('ips', 0)} IPs, "
                 f"{inv.get('pods', 0)} pods, {inv.get('nodes', 0)} nodes, {inv.get('virtual_machines', 0)} VMs, "
                 f"{inv.get('subnets', 0)} subnets")
-        if self.error:
-            head = "could not read everything"
-        elif self.findings:
+        if self.findings:
             head = f"{len(self.findings)} findings: " + ", ".join(f"{n} {k}" for k, n in self.counts().items())
         else:
             head = "consistent: nothing found"
         return f"{head} ({read}) in {self.duration_seconds:.1f}s → exit {self.exit_code}"
 
     def to_text(self) -> str:
+        if self.error:  # what stopped it, and nothing else: no zero counts of reads that did not happen
+            return self.summary() + "\n"
         lines: list[str] = []
-        if self.error:
-            lines.append(f"ERROR: {self.error}")
         lines.extend(f"WARNING: {w}" for w in self.warnings)
         by_kind: defaultdict[str, list[Finding]] = defaultdict(list)
         for f in self.findings:
