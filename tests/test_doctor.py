@@ -159,6 +159,17 @@ def test_leaks_drift_and_unjudged_are_the_planners_verdicts() -> None:
     assert unjudged.objects == (Ref("IP", "bad.default"),) and "spec.subnet is missing" in unjudged.message
 
 
+def test_an_unjudged_vm_is_a_virtualmachine_however_it_was_found() -> None:
+    """Unparsable (kube.unparsed) or with an unreadable networks annotation: one Ref kind, one remedy shape."""
+    snap = snapshot(vms=(vm("prod", "db", multus="[not json"),),
+                    unparsed=(("VirtualMachine", "prod/web", "spec is a list"),))
+    unjudged = [f for f in examine(snap) if f.kind == UNJUDGED]
+    assert sorted(f.objects for f in unjudged) == [(Ref("VirtualMachine", "db", "prod"),),
+                                                   (Ref("VirtualMachine", "web", "prod"),)]
+    assert sorted(f.remedy.split("  #")[0] for f in unjudged) == [
+        "kubectl get virtualmachine db -n prod -o yaml", "kubectl get virtualmachine web -n prod -o yaml"]
+
+
 def test_pure_drift_comes_with_the_exact_status_patch() -> None:
     the_ip, the_port = owned("web.default", "web", "10.16.0.2")
     snap = settled(world((the_ip, the_port), pods=(pod("default", "web"),), subnets=(subnet(),)))

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import pytest
 
 from builders import NOW, OLD, eip, ip, launcher, node, pod, port, snapshot, sts, sts_ref, subnet, vip, vm
 from kube_ovn_gc.model import IpCR, KubevirtState, OwnerRef, Snapshot
-from kube_ovn_gc.plan import Lookup, Plan, Policy, lookups_for_ip, lookups_for_port, plan
+from kube_ovn_gc.plan import Lookup, Plan, Policy, lookups_for_ip, lookups_for_port, plan, plan_statuses
 
 POLICY = Policy(now=NOW, min_age=dt.timedelta(minutes=5), keep_vm_ip=True)
 
@@ -166,7 +167,7 @@ def test_unreadable_vm_networks_protect_every_address_of_that_vm_and_are_reporte
     snap = snapshot(vms=(machine,), ports=(port("db.prod.net-a.infra.ovn"), port("dbx.prod.net-a.infra.ovn")))
     p = run_plan(snap)
     assert set(leaked_ports(p)) == {"dbx.prod.net-a.infra.ovn"}
-    assert [(s.kind, s.name) for s in p.skipped] == [("VirtualMachine", "prod/db")]
+    assert [(s.kind, s.name) for s in p.skipped] == [("virtualmachine", "prod/db")]
 
 
 # --- StatefulSets --------------------------------------------------------------------
@@ -365,3 +366,26 @@ def test_workloads_named_like_special_addresses_are_judged_as_workloads() -> Non
     p = run_plan(snap)
     assert p.ports == ()
     assert leaked_ips(p) == {"mcast-querier.s9": "owner Subnet s9 not found"}
+
+
+def test_every_skip_kind_has_one_spelling_whichever_way_it_was_found() -> None:
+    """The report keys on ``actions[].kind`` (README: ``ip``/``port``/``subnet-status``): a VM skipped because it
+    did not parse and one skipped for its networks annotation must not come out as ``virtualmachine`` and
+    ``VirtualMachine``. The reasons keep the Kind spelling."""
+    snap = snapshot(
+        subnets=(subnet("broken", cidr="10.99.0.0/33"),),
+        vms=(vm("prod", "db", multus="[not json"), vm("prod", "db", kind="VirtualMachineInstance", multus="[oops")),
+        unparsed=(("IP", "bad.default", "spec.subnet missing"), ("VirtualMachine", "prod/web", "spec is a list"),
+                  ("VirtualMachineInstance", "prod/web", "status is a list")),
+        ports=(port("odd.default", pod_key="no-slash"), dataclasses.replace(port("loose.default", pod_key="default/loose"), switch_uuid="")),
+    )
+    p = run_plan(snap)
+    statuses = plan_statuses(snap.kube, ())
+    found = {(s.kind, s.name) for s in (*p.skipped, *statuses.skipped)}
+    assert found == {("ip", "bad.default"), ("port", "odd.default"), ("port", "loose.default"),
+                     ("subnet-status", "broken"), ("virtualmachine", "prod/db"), ("virtualmachine", "prod/web"),
+                     ("virtualmachineinstance", "prod/db"), ("virtualmachineinstance", "prod/web")}, found
+    for s in (*p.skipped, *statuses.skipped):
+        assert s.kind == s.kind.lower(), s
+    # the planner's other outputs: verdict counts and action kinds of the report (README: ip/port/subnet-status)
+    assert set(p.kept) <= {"ip", "port"}

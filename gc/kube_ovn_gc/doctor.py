@@ -175,7 +175,8 @@ class _World:
         self.policy = policy
         self.leaked = leaked  # names of the IP CRs and ports the planner would remove
         self.ips: dict[str, IpCR] = {ip.meta.name: ip for ip in kube.ips}
-        self.ip_names = set(self.ips) | {n for kind, n, _ in kube.unparsed if kind.lower() == "ip"}
+        unparsed_ips = {n for kind, n, _ in kube.unparsed if planner.skip_kind(kind) == planner.SKIP_IP}
+        self.ip_names = set(self.ips) | unparsed_ips
         self.ports: defaultdict[str, list[Port]] = defaultdict(list)
         for port in snapshot.nb.ports:
             self.ports[port.name].append(port)
@@ -264,7 +265,9 @@ def _renew_infrastructure(name: str, kind: str, owner: str) -> str:
 # --- from the planner: leaks, drift, what it cannot judge ------------------------------------
 
 
-_SKIP_KINDS = {"ip": "IP", "port": "LSP", "subnet-status": "Subnet"}
+_SKIP_KINDS = {planner.SKIP_IP: "IP", planner.SKIP_PORT: "LSP", planner.SKIP_SUBNET_STATUS: "Subnet",
+               "virtualmachine": "VirtualMachine", "virtualmachineinstance": "VirtualMachineInstance"}
+"""A skip's kind (:func:`plan.skip_kind`, lower case) as a :class:`Ref` spells it (the Kind)."""
 
 
 def _ref_of_skip(skip: planner.Skip) -> Ref:

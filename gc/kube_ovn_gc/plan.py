@@ -63,9 +63,24 @@ class StatusAction:
     reason: str
 
 
+SKIP_IP, SKIP_PORT, SKIP_SUBNET_STATUS = "ip", "port", "subnet-status"
+
+
+def skip_kind(kind: str) -> str:
+    """The one spelling of a skipped object's kind, as the report's ``actions[].kind`` carries it (README:
+    ``ip``/``port``/``subnet-status``): a Kubernetes Kind in lower case (``IP`` → ``ip``, ``VirtualMachine`` →
+    ``virtualmachine``, the name ``kubectl get`` takes). Reasons keep the Kind spelling (``owner
+    VirtualMachine default/vm1 exists``): they are prose, not keys."""
+    return kind.lower()
+
+
 @dataclass(frozen=True, slots=True)
 class Skip:
-    """An object the job will not judge (unparsable, ambiguous): kept and reported."""
+    """An object the job will not judge (unparsable, ambiguous): kept and reported.
+
+    ``kind`` is :func:`skip_kind`'s spelling: ``ip``, ``port``, ``subnet-status``, ``virtualmachine``,
+    ``virtualmachineinstance``.
+    """
 
     kind: str
     name: str
@@ -430,7 +445,7 @@ def judge_port(port: Port, owners: Owners) -> Verdict | Skip:
     if pod_ref:
         ns, slash, name = pod_ref.partition("/")
         if not slash or not ns or not name or "/" in name:
-            return Skip("port", port.name, f"odd external id pod={pod_ref!r}: cannot tell its owner")
+            return Skip(SKIP_PORT, port.name, f"odd external id pod={pod_ref!r}: cannot tell its owner")
         return owners.workload(ns, name, None)
     if owners.kubevirt is KubevirtState.UNREADABLE:
         return Verdict(True, "KubeVirt API unreadable: may belong to a VM")
@@ -450,8 +465,8 @@ def plan(snapshot: Snapshot, policy: Policy) -> Plan:
     kube = snapshot.kube
     owners = Owners(kube, policy)
     kept = {"ip": 0, "port": 0}
-    skipped: list[Skip] = [Skip(kind.lower(), name, why) for kind, name, why in kube.unparsed]
-    skipped.extend(Skip(kind, name, f"unreadable networks annotation: {why}")
+    skipped: list[Skip] = [Skip(skip_kind(kind), name, why) for kind, name, why in kube.unparsed]
+    skipped.extend(Skip(skip_kind(kind), name, f"unreadable networks annotation: {why}")
                    for kind, name, why in owners.bad_annotations)
     ip_actions: list[IpAction] = []
     for ip in kube.ips:
@@ -461,7 +476,7 @@ def plan(snapshot: Snapshot, policy: Policy) -> Plan:
         else:
             ip_actions.append(IpAction(ip, verdict.reason))
     ip_names = {ip.meta.name for ip in kube.ips}
-    ip_names.update(name for kind, name, _ in kube.unparsed if kind.lower() == "ip")
+    ip_names.update(name for kind, name, _ in kube.unparsed if skip_kind(kind) == SKIP_IP)
     port_actions: list[PortAction] = []
     for port in snapshot.nb.ports:
         if not is_candidate_port(port):
@@ -470,7 +485,7 @@ def plan(snapshot: Snapshot, policy: Policy) -> Plan:
             kept["port"] += 1  # its IP CR decides; deleting the CR frees the port
             continue
         if not port.switch_uuid:
-            skipped.append(Skip("port", port.name, "not held by any logical switch"))
+            skipped.append(Skip(SKIP_PORT, port.name, "not held by any logical switch"))
             continue
         judged = judge_port(port, owners)
         if isinstance(judged, Skip):
@@ -517,7 +532,7 @@ def plan_statuses(kube: KubeSnapshot, released: Collection[str]) -> StatusPlan:
         if result is None:
             continue
         if isinstance(result, str):
-            skipped.append(Skip("subnet-status", subnet.meta.name, result))
+            skipped.append(Skip(SKIP_SUBNET_STATUS, subnet.meta.name, result))
             continue
         diff = status.drift(subnet, result)
         summaries.append(SubnetSummary(subnet.meta.name, result.v4_using, result.v4_available,
