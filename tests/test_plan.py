@@ -377,7 +377,8 @@ def test_every_skip_kind_has_one_spelling_whichever_way_it_was_found() -> None:
         vms=(vm("prod", "db", multus="[not json"), vm("prod", "db", kind="VirtualMachineInstance", multus="[oops")),
         unparsed=(("IP", "bad.default", "spec.subnet missing"), ("VirtualMachine", "prod/web", "spec is a list"),
                   ("VirtualMachineInstance", "prod/web", "status is a list")),
-        ports=(port("odd.default", pod_key="no-slash"), dataclasses.replace(port("loose.default", pod_key="default/loose"), switch_uuid="")),
+        ports=(port("odd.default", pod_key="no-slash"),
+               dataclasses.replace(port("loose.default", pod_key="default/loose"), switch_uuid="")),
     )
     p = run_plan(snap)
     statuses = plan_statuses(snap.kube, ())
