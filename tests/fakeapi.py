@@ -779,6 +779,18 @@ class FakeApiServer:
             self._store[rt][key] = new
             return copy.deepcopy(new)
 
+    def modify(self, resource: str, name: str, change: Callable[[JSON], None],
+               namespace: str | None = None) -> JSON | None:
+        """Read, change and write back one object at once, as a controller's update guarded by its
+        resourceVersion: a write that came in between is never lost (a spec patch while a simulated
+        controller writes the status). ``None`` when absent."""
+        with self._lock:
+            obj = self.get(resource, name, namespace)
+            if obj is None:
+                return None
+            change(obj)
+            return self.put(resource, obj)
+
     def restrict(self, token: str, user: str, allow: Authorizer) -> None:
         """Requests with bearer ``token`` act as ``user`` and are refused (403, kube-apiserver's RBAC
         message) unless ``allow(verb, group, resource, subresource, namespace, name)``; other tokens

@@ -528,10 +528,35 @@ def test_a_querier_address_mismatch_is_fixed_through_its_subnet_not_by_deleting_
     the_ip, _ = subnet_owned("mcast-querier.s1", "s1", "10.18.0.2")
     the_port = port("mcast-querier.s1", pod_key="default/mcast-querier.s1", switch="s1",
                     addresses=(f"{the_ip.mac} 10.18.0.9",))
-    finding = only(examine(world((the_ip, the_port), subnets=(subnet("s1", "10.18.0.0/24"),))), MISMATCH)
-    assert finding.remedy.startswith("kubectl patch subnet s1 --type=merge -p '{\"spec\":{\"enableMulticastSnoop\""
-                                     ":false}}'"), finding.remedy
+    s1 = dataclasses.replace(subnet("s1", "10.18.0.0/24"), multicast_snoop=True)
+    finding = only(examine(world((the_ip, the_port), subnets=(s1,))), MISMATCH)
+    off, wait, on = finding.remedy.split("  # ")[0].split(" && ")
+    assert off == "kubectl patch subnet s1 --type=merge -p '{\"spec\":{\"enableMulticastSnoop\":false}}'"
+    assert wait == "kubectl wait --for=delete ip/mcast-querier.s1 --timeout=2m"  # released: then switch it on
+    assert on == "kubectl patch subnet s1 --type=merge -p '{\"spec\":{\"enableMulticastSnoop\":true}}'"
     assert "kubectl delete ip" not in finding.remedy
+
+
+def test_a_u2o_address_the_subnet_wants_is_renewed_by_switching_u2o_off_and_on() -> None:
+    name = "u2o-interconnection.ovn-cluster.s1"
+    u2o, _ = subnet_owned(name, "s1", "10.18.0.3")  # the newest holder of 10.18.0.3: it gets a fresh one
+    older = ip("web.default", pod_name="web", subnet="s1", v4="10.18.0.3", created=OLD - HOUR)
+    s1 = dataclasses.replace(subnet("s1", "10.18.0.0/24"), u2o_interconnection=True)
+    snap = settled(snapshot(ips=(u2o, older), pods=(pod("default", "web"),), subnets=(s1,)))
+    dup = only(examine(snap), DUPLICATE)
+    assert dup.remedy.startswith("kubectl patch subnet s1 --type=merge -p '{\"spec\":{\"u2oInterconnection\":"
+                                 f"false}}}}' && kubectl wait --for=delete ip/{name} --timeout=2m && "), dup.remedy
+
+
+@pytest.mark.parametrize("name", ["mcast-querier.s1", "u2o-interconnection.ovn-cluster.s1"])
+def test_an_address_its_subnet_no_longer_enables_is_deleted_not_toggled(name: str) -> None:
+    """Switched off, kube-ovn releases only while the status names the address: a leftover stays for good, and
+    switching the feature on and off again would change the user's Subnet."""
+    the_ip, _ = subnet_owned(name, "s1", "10.18.0.2")
+    the_port = port(name, pod_key=f"default/{name}", switch="s1", addresses=(f"{the_ip.mac} 10.18.0.9",))
+    finding = only(examine(world((the_ip, the_port), subnets=(subnet("s1", "10.18.0.0/24"),))), MISMATCH)
+    assert finding.remedy.split("  # ")[0] == f"kubectl delete ip {name} && kubectl ko nbctl --if-exists lsp-del {name}"
+    assert "kubectl patch" not in finding.remedy
 
 
 def test_a_cidr_less_underlay_subnet_is_not_judged() -> None:

@@ -198,6 +198,18 @@ def test_parse_subnet_status_rendering() -> None:
     assert subnet.meta.resource_version == "7"
 
 
+def test_parse_subnet_reads_which_addresses_of_its_own_it_wants() -> None:
+    """spec.enableMulticastSnoop / spec.u2oInterconnection (json tags of SubnetSpec, pkg/apis/kubeovn/v1:
+    types.go v1.12.0-v1.13.0, subnet.go v1.14.0-v1.16.0): the doctor's remedies for the querier / U2O address."""
+    def parsed(**spec: object) -> tuple[bool, bool]:
+        s = kube.parse_subnet({"metadata": meta("s1"), "spec": {"cidrBlock": "10.40.0.0/24", **spec}})
+        return s.multicast_snoop, s.u2o_interconnection
+
+    assert parsed() == (False, False)
+    assert parsed(enableMulticastSnoop=True, u2oInterconnection=True) == (True, True)
+    assert parsed(enableMulticastSnoop="true", u2oInterconnection=1) == (False, False)  # not what the CRD allows
+
+
 def test_parse_pod() -> None:
     pod = kube.parse_pod(
         {

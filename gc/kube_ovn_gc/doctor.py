@@ -210,7 +210,7 @@ class _World:
         infra = planner.infrastructure_owner(name, ip.namespace, ip.pod_name, ip.node_name,
                                              [(r.kind, r.name) for r in ip.meta.owners])
         if infra is not None:
-            return _renew_infrastructure(name, *infra)
+            return self.renew_infrastructure(name, *infra)
         return self.renew_owner(ip.namespace, ip.pod_name, fallback=f"kubectl delete ip {name}", ip_name=name)
 
     def renew_port(self, port: Port) -> str:
@@ -222,9 +222,40 @@ class _World:
         ns, slash, owner = port.external_id("pod").partition("/")
         infra = planner.infrastructure_owner(port.name, ns if slash else "", owner if slash else "")
         if infra is not None:
-            return _renew_infrastructure(port.name, *infra)
+            return self.renew_infrastructure(port.name, *infra)
         fallback = f"kubectl ko nbctl lsp-del {port.name}"
         return self.renew_owner(ns, owner, fallback=fallback) if slash and ns and owner else fallback
+
+    def renew_infrastructure(self, name: str, kind: str, owner: str) -> str:
+        """Fresh addresses for a Node's or a Subnet's own address; deleting its IP CR would cut the owner off.
+
+        A Node's ``node-<n>`` (FQDN names too) is written again by the controller at start (``handleAddNode``
+        for every Node, pkg/controller/node.go). A Subnet's querier and U2O addresses follow its spec
+        (``enableMulticastSnoop``, ``u2oInterconnection``: pkg/apis/kubeovn/v1 ``SubnetSpec``, types.go in
+        v1.12.0-v1.13.0, subnet.go in v1.14.0-v1.16.0; the querier from v1.13.0 on). Switched off, the
+        controller releases the address: IPAM, ``status.mcastQuerierIP``/``status.u2oInterconnectionIP``, the
+        IP CR, then the querier's port (``releaseMcastQuerierIP`` + ``handleMcastQuerierChange``,
+        ``releaseU2OIP``, pkg/controller/subnet.go v1.13.0-v1.16.0; v1.12.0 ``reconcileU2OInterconnectionIP``);
+        switched on with an empty status it allocates both again from one allocation (``acquireMcastQuerierIP``,
+        ``acquireU2OIP``). Each switch is one event: the second patch waits for the first to be acted on, or
+        the controller may only see "on" with the old status and allocate nothing. kubectl cannot wait for a
+        field to become empty (1.32: "jsonpath wait has to have a value after equal sign"), so it waits for
+        the IP CR, which the release deletes. Switched off already, Kube-OVN releases nothing more (only while
+        the status still names the address) and never wants it again: both are deleted outright.
+        """
+        if kind == "Node":
+            return f"{RESTART_CONTROLLER}  # it re-creates node-{owner} when it starts"
+        spec_field, status_field = next(v for prefix, v in _FEATURES.items() if name.startswith(prefix))
+        subnet = self.subnets.get(owner)
+        wanted = subnet is not None and (subnet.multicast_snoop if spec_field == "enableMulticastSnoop"
+                                         else subnet.u2o_interconnection)
+        if wanted:
+            return (f"{_subnet_patch(owner, spec_field, False)} && kubectl wait --for=delete ip/{name} --timeout=2m"
+                    f" && {_subnet_patch(owner, spec_field, True)}  # kube-ovn releases {name} (IP CR, "
+                    f"status.{status_field}, port) and allocates both again")
+        parts = [*((f"kubectl delete ip {name}",) if self.has_ip(name) else ()),
+                 *((f"kubectl ko nbctl --if-exists lsp-del {name}",) if self.has_port(name) else ())]
+        return " && ".join(parts) + f"  # spec.{spec_field} is off on Subnet {owner}: nothing uses {name} any more"
 
     def renew_owner(self, namespace: str, name: str, *, fallback: str, ip_name: str = "") -> str:
         """Re-create the owner ``namespace/name``; owners that keep their address across a restart (a VM with
@@ -245,21 +276,15 @@ class _World:
         return fallback
 
 
-def _renew_infrastructure(name: str, kind: str, owner: str) -> str:
-    """Fresh addresses for a Node's or a Subnet's own address; deleting its IP CR would cut the owner off.
+_FEATURES = {  # prefix -> (spec field, status field) of the Subnet feature that owns such an address
+    names.MCAST_PREFIX: ("enableMulticastSnoop", "mcastQuerierIP"),
+    names.U2O_PREFIX: ("u2oInterconnection", "u2oInterconnectionIP"),
+}
 
-    A Node's ``node-<n>`` (FQDN names too) is written again by the controller at start (``handleAddNode``
-    for every Node, pkg/controller/node.go). The querier and U2O addresses are allocated when the feature
-    is switched on and released when it is switched off (``acquireMcastQuerierIP``/``releaseMcastQuerierIP``,
-    ``acquireU2OIP``/``releaseU2OIP``, pkg/controller/subnet.go v1.13.0-v1.16.0).
-    """
-    if kind == "Node":
-        return f"{RESTART_CONTROLLER}  # it re-creates node-{owner} when it starts"
-    field_name, what = (("enableMulticastSnoop", "mcastQuerierIP") if name.startswith(names.MCAST_PREFIX)
-                        else ("u2oInterconnection", "u2oInterconnectionIP"))
-    patch = f"kubectl patch subnet {owner} --type=merge -p"
-    return (f"{patch} '{{\"spec\":{{\"{field_name}\":false}}}}'  # then, once status.{what} is empty: "
-            f"{patch} '{{\"spec\":{{\"{field_name}\":true}}}}' (kube-ovn allocates both again)")
+
+def _subnet_patch(subnet: str, spec_field: str, on: bool) -> str:
+    """A merge patch: kube-apiserver answers 415 to kubectl's default strategic merge patch on a custom resource."""
+    return f"kubectl patch subnet {subnet} --type=merge -p '{{\"spec\":{{\"{spec_field}\":{str(on).lower()}}}}}'"
 
 
 # --- from the planner: leaks, drift, what it cannot judge ------------------------------------
@@ -469,7 +494,7 @@ def _mismatch(w: _World) -> list[Finding]:
                 diffs.extend(d for d in _differences(ip, same) if d not in diffs)
         if diffs:
             remedy = w.renew_ip(ip)
-            if remedy != GC_RUN:
+            if remedy != GC_RUN and "  # " not in remedy:
                 remedy += "  # kube-ovn writes both again from one allocation"
             out.append(Finding(MISMATCH, (Ref("IP", ip.meta.name), Ref("LSP", port.name)),
                                f"IP CR and port {port.name} disagree: {'; '.join(diffs)}", remedy))
@@ -485,9 +510,14 @@ def _dup_remedy(w: _World, ips: Sequence[IpCR], ports: Sequence[Port]) -> str:
         return f"{GC_RUN}  # removes the leaked {', '.join(leaked)}"
     if ips:
         newest = max(ips, key=lambda i: (i.meta.creation or _EPOCH, i.meta.name))
-        return f"{w.renew_ip(newest)}  # the newest holder, {newest.meta.name}, gets a fresh address"
+        return _note(w.renew_ip(newest), f"the newest holder, {newest.meta.name}, gives the address up")
     ordered = sorted(ports, key=lambda p: (w.has_ip(p.name), p.name))
-    return f"{w.renew_port(ordered[0])}  # {ordered[0].name} gets a fresh address"
+    return _note(w.renew_port(ordered[0]), f"{ordered[0].name} gives the address up")
+
+
+def _note(remedy: str, note: str) -> str:
+    """``remedy  # note``; a remedy with a comment of its own keeps it, the note follows after ``; ``."""
+    return f"{remedy}; {note}" if "  # " in remedy else f"{remedy}  # {note}"
 
 
 def _duplicates(w: _World) -> list[Finding]:

@@ -119,6 +119,10 @@ class Subnet:
     exclude_ips: tuple[str, ...]
     provider: str
     status: tuple[tuple[str, str], ...]  # the eight STATUS_FIELDS as strings, as stored
+    # spec.enableMulticastSnoop and spec.u2oInterconnection (v1.12.0-v1.16.0 pkg/apis/kubeovn/v1 SubnetSpec):
+    # whether the Subnet wants its mcast-querier / u2o-interconnection address (the doctor's remedies)
+    multicast_snoop: bool = False
+    u2o_interconnection: bool = False
 
     def status_value(self, key: str) -> str:
         for k, v in self.status:

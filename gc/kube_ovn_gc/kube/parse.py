@@ -331,6 +331,9 @@ def parse_subnet(obj: Any) -> Subnet:
         exclude_ips=_strings(spec, "excludeIps", "spec."),
         provider=_istr(spec, "provider", "spec."),
         status=tuple((key, _status_value(status, key)) for key in STATUS_FIELDS),
+        # booleans in Kube-OVN's CRD schema; anything else reads as off (only the doctor's remedies use them)
+        multicast_snoop=spec.get("enableMulticastSnoop") is True,
+        u2o_interconnection=spec.get("u2oInterconnection") is True,
     )
 
 
