@@ -343,7 +343,7 @@ def test_every_action_of_a_kind_carries_the_same_keys_in_every_outcome(
         for a in r["actions"]:
             shapes.setdefault(a["kind"], set()).add(frozenset(a))
     base = {"kind", "name", "reason", "outcome"}
-    assert shapes["ip"] == {frozenset(base | {"subnet", "addresses", "namespace", "pod", "pod_type", "stuck"})}
+    assert shapes["ip"] == {frozenset(base | {"subnet", "addresses", "namespace", "pod", "pod_type", "stuck", "uid"})}
     assert shapes["port"] == {frozenset(base | {"switch", "uuid", "addresses"})}
     assert shapes["subnet-status"] == {frozenset(base | {"before", "after", "changed"})}
     nosubnet = next(a for r in reports for a in r["actions"] if a["name"] == "nosubnet.default")

@@ -188,6 +188,7 @@ EXPECTED_GRANTS = {
     ("patch", "kubeovn.io", "subnets/status"),
     *{(v, "coordination.k8s.io", "leases") for v in ("get", "create", "update")},
     ("create", "", "events"),
+    ("get", "", "namespaces"),  # kube-system only: the cluster's identity in every report
 }
 
 
@@ -214,6 +215,9 @@ def test_rbac_grants_exactly_the_listed_permissions() -> None:
     ("update", "coordination.k8s.io", "leases", "", "kube-system", "kube-controller-manager", False),
     ("get", "coordination.k8s.io", "leases", "", "default", "kube-ovn-gc", False),
     ("get", "", "secrets", "", "kube-system", "kube-ovn-tls", False),  # mounted by the kubelet, not read
+    ("get", "", "namespaces", "", "", "kube-system", True),  # the cluster's identity
+    ("get", "", "namespaces", "", "", "default", False),
+    ("list", "", "namespaces", "", "", "", False),
 ])
 def test_rbac_scoping(verb: str, group: str, resource: str, sub: str, namespace: str, name: str, ok: bool) -> None:
     rules = rbac.load_cluster_role(MANIFEST)

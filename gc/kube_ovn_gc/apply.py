@@ -50,7 +50,8 @@ class Context:
 
 def ip_detail(ip: IpCR) -> dict[str, object]:
     return {"subnet": ip.subnet, "addresses": ",".join(a for a in (ip.v4, ip.v6) if a),
-            "namespace": ip.namespace, "pod": ip.pod_name, "pod_type": ip.pod_type, "stuck": False}
+            "namespace": ip.namespace, "pod": ip.pod_name, "pod_type": ip.pod_type, "stuck": False,
+            "uid": ip.meta.uid}
 
 
 def port_detail(action: planner.PortAction) -> dict[str, object]:

@@ -159,6 +159,8 @@ def build_settings(dry_run: bool, **opts: Any) -> Settings:
         pushgateway=opts.get("pushgateway"),
         cluster_name=opts.get("cluster_name", ""),
         workers=opts.get("workers", 4),
+        from_report=opts.get("from_report"),
+        max_report_age=opts.get("max_report_age", dt.timedelta(hours=1)),
     )
     log.info("kube-ovn-gc %s starting with settings %s", __version__, settings.describe())
     return settings
@@ -193,9 +195,11 @@ def main() -> None:
     \b
     Exit codes:
       0  pass completed: nothing leaked, or everything leaked was removed
+         (--from-report: every reviewed entry removed, or skipped with its reason)
       1  leaks or status drift found and left in place (check, --dry-run; a real run
          would be refused by a rail: the report names it)
-      2  usage or configuration error
+      2  usage or configuration error; --from-report refused (stale, another
+         cluster, not a check report); nothing changed
       3  could not complete: NB or API unreachable, a read failed; nothing changed
       4  refused by a safety rail; nothing changed
       5  partial: some actions failed, the others were done
@@ -205,10 +209,18 @@ def main() -> None:
 @main.command()
 @click.option("--dry-run", is_flag=True, envvar="KUBE_OVN_GC_DRY_RUN", show_envvar=True,
               help="plan and report only; change nothing (exit 1 if anything was found).")
+@click.option("--from-report", "from_report", metavar="CHECK.json", type=click.Path(dir_okay=False), default=None,
+              help="review, then apply exactly that: delete only what this JSON check report planned (each IP CR "
+                   "by uid, each port by NB uuid), still re-checked live; leaks not in it are left alone, entries "
+                   "no longer leaked are skipped. Refused (exit 2) when stale, from another cluster, or not a "
+                   "check report.")
+@click.option("--max-report-age", type=Duration(), default="1h", show_default=True,
+              envvar="KUBE_OVN_GC_MAX_REPORT_AGE", show_envvar=True,
+              help="--from-report refuses a report whose check started longer ago than this.")
 @connection_options
 @pass_options
 def run(dry_run: bool, **opts: Any) -> None:
-    """One garbage-collection pass."""
+    """One garbage-collection pass (with --from-report: only what a reviewed check planned)."""
     _pass(dry_run, opts)
 
 

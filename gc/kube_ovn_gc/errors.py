@@ -37,6 +37,11 @@ class ConfigError(GCError):
     """Bad settings: unreadable kubeconfig, bad NB remote, missing TLS files."""
 
 
+class ReportRefused(ConfigError):
+    """``run --from-report``: the file is not a fresh check report of this cluster (stale, from another
+    cluster, not a check report, malformed). Refused before anything is read or changed: exit 2."""
+
+
 class SafetyError(GCError):
     """A safety rail refused the pass; nothing was changed."""
 

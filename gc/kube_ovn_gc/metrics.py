@@ -36,7 +36,7 @@ from functools import partial
 from prometheus_client import CollectorRegistry, Gauge, pushadd_to_gateway
 
 from .errors import FatalError, TransientError
-from .report import DONE, FAILED, PLANNED, SKIPPED, ActionRecord, ExitCode, Report
+from .report import DONE, FAILED, NOT_REVIEWED, PLANNED, SKIPPED, ActionRecord, ExitCode, Report
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,8 @@ ACTION_KINDS = ("ip", "port", "subnet-status")
 SUCCESS_CODES = frozenset({int(ExitCode.OK), int(ExitCode.FOUND)})
 """Exit codes of a pass that completed: only these move the last-success timestamp."""
 
-_FOUND = (PLANNED, DONE, FAILED)  # a leak the pass acted on or would have; plan skips are not leaks
+# a leak the pass acted on, would have, or left alone as not reviewed (--from-report); plan skips are not leaks
+_FOUND = (PLANNED, DONE, FAILED, NOT_REVIEWED)
 _FAMILIES = (("ipv4", "v4"), ("ipv6", "v6"))
 
 

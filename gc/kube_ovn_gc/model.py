@@ -76,6 +76,19 @@ class NbSnapshot:
 
 
 @dataclass(frozen=True, slots=True)
+class ClusterIdentity:
+    """Which cluster a pass talked to: the uid of namespace ``kube-system`` (created once with the cluster
+    and never re-created: the de facto cluster id, as ``kubectl`` plugins and Cilium's ``cluster-id`` tools
+    use it), and the API server's URL, for people (one cluster has several URLs; the uid decides)."""
+
+    uid: str | None  # None: could not be read (no RBAC for it, an older report)
+    server: str
+
+    def as_json(self) -> dict[str, object]:
+        return {"uid": self.uid, "server": self.server}
+
+
+@dataclass(frozen=True, slots=True)
 class Meta:
     name: str
     namespace: str = ""

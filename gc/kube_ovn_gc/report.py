@@ -26,9 +26,12 @@ class ExitCode(IntEnum):
 
 
 PLANNED, DONE, FAILED, SKIPPED = "planned", "done", "failed", "skipped"
+NOT_REVIEWED = "not-reviewed"
+"""``run --from-report``: a leak the live pass found that the reviewed report did not plan: left alone.
+Not a failure and not a finding of this run (exit 0 all the same): the next check lists it for review."""
 
 ACTION_KEYS: dict[str, tuple[str, ...]] = {
-    "ip": ("subnet", "addresses", "namespace", "pod", "pod_type", "stuck"),
+    "ip": ("subnet", "addresses", "namespace", "pod", "pod_type", "stuck", "uid"),
     "port": ("switch", "uuid", "addresses"),
     "subnet-status": ("before", "after", "changed"),
 }
@@ -41,7 +44,7 @@ class ActionRecord:
     kind: str  # "ip" | "port" | "subnet-status" (or the kind of an object that could not be parsed)
     name: str
     reason: str
-    outcome: str  # planned | done | failed | skipped
+    outcome: str  # planned | done | failed | skipped | not-reviewed
     detail: dict[str, object] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, object]:
@@ -121,6 +124,9 @@ class Report:
         failed = sum(n for (_, outcome), n in c.items() if outcome == FAILED)
         skipped = sum(n for (_, outcome), n in c.items() if outcome == SKIPPED)
         parts.append(f"{failed} failed, {skipped} skipped")
+        not_reviewed = sum(n for (_, outcome), n in c.items() if outcome == NOT_REVIEWED)
+        if not_reviewed or "from_report" in self.extra:
+            parts.append(f"{not_reviewed} leaks not in the reviewed report left alone")
         head = "DRY RUN: " if self.dry_run else ""
         scanned = f"{self.inventory.get('logical_switch_ports', 0)} ports, {self.inventory.get('ips', 0)} IPs"
         if self.reads:

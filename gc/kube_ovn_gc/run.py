@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import gc
+import json
 import logging
 import threading
 import time
@@ -15,12 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from . import apply, safety
+from . import apply, review, safety
 from . import plan as planner
-from .errors import ConfigError, GCError, SafetyError
+from .errors import ConfigError, GCError, ReportRefused, SafetyError
 from .interfaces import KubeReads, KubeWrites, Northbound
-from .model import KubeSnapshot, KubevirtState, NbSnapshot, Snapshot
-from .report import DONE, FAILED, PLANNED, SKIPPED, ActionRecord, ExitCode, Report
+from .model import ClusterIdentity, KubeSnapshot, KubevirtState, NbSnapshot, Snapshot
+from .report import DONE, FAILED, NOT_REVIEWED, PLANNED, SKIPPED, ActionRecord, ExitCode, Report
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,7 @@ class Backends:
     writer: KubeWrites
     lease: Callable[[], AbstractContextManager[Guard]] | None = None
     events: Callable[[Report, Mapping[str, str]], int] | None = None  # Kubernetes Events on the Subnets
+    identity: Callable[[], ClusterIdentity] | None = None  # which cluster this is (recorded in the report)
 
 
 def nb_backend(settings: Settings) -> Callable[[], AbstractContextManager[Northbound]]:
@@ -91,8 +93,12 @@ def build_backends(settings: Settings,
     def announce(report: Report, subnet_uids: Mapping[str, str]) -> int:
         return events.emit_events(api, report, subnet_uids=subnet_uids)
 
+    def identity() -> ClusterIdentity:
+        return kube.cluster_identity(api, settings.kube, settings.retry)
+
     return Backends(nb=nb or nb_backend(settings), reader=reader, writer=writer,
-                    lease=one_runner if settings.use_lease else None, events=announce if settings.events else None)
+                    lease=one_runner if settings.use_lease else None, events=announce if settings.events else None,
+                    identity=identity)
 
 
 def refresher(reader: KubeReads, kube: KubeSnapshot) -> apply.Refresh:
@@ -164,11 +170,12 @@ def _run_pass(settings: Settings, backends: Backends | None) -> Report:
     reads: dict[str, dict[str, float]] = {}
     subnets: tuple[planner.SubnetSummary, ...] = ()
     undo: list[dict[str, object]] = []
+    extra: dict[str, object] = {"undo": undo, "cluster": {"uid": None, "server": None}}
 
     def finish(code: ExitCode, actions: list[ActionRecord], error: str | None = None, *,
                refusal: safety.Refusal | None = None, ran: bool = True) -> Report:
         report = Report(settings.dry_run, int(code), started, time.monotonic() - clock, inventory,
-                        tuple(actions), error, extra={"undo": undo}, subnets=subnets, refusal=refusal, ran=ran,
+                        tuple(actions), error, extra=extra, subnets=subnets, refusal=refusal, ran=ran,
                         reads=reads)
         _record(settings, report)
         log.info("%s", report.summary())
@@ -180,6 +187,7 @@ def _run_pass(settings: Settings, backends: Backends | None) -> Report:
     stopped = False
     try:
         check_record_dir(settings)
+        reviewed = load_reviewed(settings, started)  # --from-report: refused here, before anything is read
         nb_open = backends.nb if backends is not None else nb_backend(settings)
         with ExitStack() as nb_held, ExitStack() as lease_held:
             # The read plan. NB ports and IP CRs are read completely before any owner list starts: every
@@ -201,6 +209,12 @@ def _run_pass(settings: Settings, backends: Backends | None) -> Report:
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gc-nb-read") as early:
                 nb_read = early.submit(read_nb)
                 backends = backends or build_backends(settings, nb_open)
+                cluster = _identity(backends, reviewed)
+                if cluster is not None:
+                    extra["cluster"] = cluster.as_json()
+                if reviewed is not None:  # another cluster's report is refused before the Lease is taken
+                    review.check_cluster(reviewed, cluster or ClusterIdentity(None, ""))
+                    extra["from_report"] = reviewed.summary()
                 one_runner = backends.lease if backends.lease is not None and not settings.dry_run else None
                 guard = lease_held.enter_context(one_runner() if one_runner else nullcontext(_no_guard))
                 staged = backends.reader if isinstance(backends.reader, StagedReads) else None
@@ -225,6 +239,10 @@ def _run_pass(settings: Settings, backends: Backends | None) -> Report:
             policy = planner.Policy(now=started, min_age=settings.min_age, keep_vm_ip=settings.keep_vm_ip)
             the_plan = planner.plan(snapshot, policy)
             actions += _skipped(the_plan.skipped, kube_snapshot)
+            if reviewed is not None:  # only what was reviewed, and is still that leak (review.py)
+                restricted = review.restrict(the_plan, reviewed, kube_snapshot, nb_snapshot, policy)
+                the_plan = restricted.plan
+                actions += _review_records(restricted)
             refusal = safety.brake(the_plan, snapshot, settings.limits)
             if refusal is not None and not settings.dry_run:
                 log.error("refused by the %s rail, nothing changed: %s (--force overrides)", refusal.rail, refusal)
@@ -240,6 +258,9 @@ def _run_pass(settings: Settings, backends: Backends | None) -> Report:
                     actions += ip_records
                     actions += apply.apply_ports(the_plan.ports, ctx)
                     stuck = planner.stuck_ips(kube_snapshot, policy, settings.stuck_after)
+                    if reviewed is not None:  # finalizers released only of the reviewed (the rest reported)
+                        stuck, unreviewed = review.reviewed_stuck(stuck, reviewed)
+                        actions += apply.apply_stuck(unreviewed, None, ctx)
                     actions += apply.apply_stuck(stuck, settings.release_stuck_after, ctx)
                 except apply.StopActing as stop:
                     log.error("stopped acting: %s", stop.__cause__)
@@ -260,6 +281,9 @@ def _run_pass(settings: Settings, backends: Backends | None) -> Report:
                 log.exception("stopped after changes were made; reporting what was done")
                 what = str(exc) if isinstance(exc, GCError) else f"internal error: {type(exc).__name__}: {exc}"
                 return finish(ExitCode.PARTIAL, actions, f"stopped after changes were made: {what}", refusal=refusal)
+    except ReportRefused as exc:
+        log.error("--from-report refused, nothing changed: %s", exc)
+        return finish(ExitCode.USAGE, [], f"report refused: {exc}", ran=False)
     except ConfigError as exc:
         log.error("configuration error: %s", exc)
         return finish(ExitCode.USAGE, [], f"configuration: {exc}", ran=False)
@@ -270,6 +294,52 @@ def _run_pass(settings: Settings, backends: Backends | None) -> Report:
         log.error("could not read everything; nothing was changed: %s", exc)
         return finish(ExitCode.INCOMPLETE, [], str(exc), ran=False)
     return _announce(backends, finish(_exit_code(actions, stopped), actions, refusal=refusal), kube_snapshot)
+
+
+def load_reviewed(settings: Settings, now: dt.datetime) -> review.Reviewed | None:
+    """--from-report: the reviewed check report, read and judged (:func:`review.parse_report`)."""
+    if settings.from_report is None:
+        return None
+    path = settings.from_report
+    try:
+        data = json.loads(Path(path).read_bytes())
+    except OSError as exc:
+        raise ReportRefused(f"cannot read {path}: {exc.strerror or exc}") from exc
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError alike
+        raise ReportRefused(f"{path} is not JSON ({exc}): not a check report; review the report of "
+                            f"`kube-ovn-gc check -o json`") from exc
+    reviewed = review.parse_report(data, source=path, now=now, max_age=settings.max_report_age)
+    log.info("applying only what %s planned (its check started %s): %d IP CRs, %d ports, %d finalizer releases",
+             path, reviewed.started_at.isoformat(), len(reviewed.ips), len(reviewed.ports), len(reviewed.releases))
+    return reviewed
+
+
+def _identity(backends: Backends, reviewed: review.Reviewed | None) -> ClusterIdentity | None:
+    """The cluster's identity for the report. Best effort, but a --from-report run cannot go without it."""
+    if backends.identity is None:
+        return None
+    try:
+        return backends.identity()
+    except GCError as exc:
+        if reviewed is not None:
+            raise GCError(f"could not read the cluster's identity to check {reviewed.source} against: {exc}") from exc
+        log.warning("could not read the cluster's identity (namespace kube-system): %s; this report cannot be "
+                    "applied with run --from-report", exc)
+        return None
+
+
+def _review_records(restricted: review.Restricted) -> list[ActionRecord]:
+    """Reviewed entries no longer the leak the check saw (skipped), and live leaks not reviewed (left alone)."""
+    records = [ActionRecord(s.entry.kind, s.entry.name, f"in the report, but {s.reason}", SKIPPED,
+                            dict(s.entry.detail)) for s in restricted.stale]
+    for action in restricted.not_reviewed:
+        if isinstance(action, planner.IpAction):
+            records.append(ActionRecord("ip", action.ip.meta.name, f"{action.reason}; not in the reviewed report: "
+                                        "left alone", NOT_REVIEWED, apply.ip_detail(action.ip)))
+        else:
+            records.append(ActionRecord("port", action.port.name, f"{action.reason}; not in the reviewed report: "
+                                        "left alone", NOT_REVIEWED, apply.port_detail(action)))
+    return records
 
 
 def _announce(backends: Backends, report: Report, kube: KubeSnapshot) -> Report:

@@ -59,6 +59,8 @@ class Settings:
     pushgateway: str | None = None
     cluster_name: str = ""
     workers: int = 4
+    from_report: str | None = None  # run --from-report: apply only what this check report planned
+    max_report_age: dt.timedelta = dt.timedelta(hours=1)
 
     def describe(self) -> dict[str, object]:
         """The effective settings, safe to log (paths, never secrets)."""

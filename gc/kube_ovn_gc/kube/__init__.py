@@ -40,6 +40,7 @@ from .client import (
     loads,
     translate_error,
 )
+from .identity import cluster_identity
 from .parse import (
     MULTUS_ANNOTATION,
     NODE_ALLOCATED,
@@ -111,6 +112,7 @@ __all__ = [
     "Salvageable",
     "Unparsed",
     "api_client",
+    "cluster_identity",
     "dumps",
     "loads",
     "merge_pods",
