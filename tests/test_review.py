@@ -14,7 +14,7 @@ from kube_ovn_gc import review
 from kube_ovn_gc.apply import ip_detail, port_detail
 from kube_ovn_gc.errors import ReportRefused
 from kube_ovn_gc.model import ClusterIdentity, Snapshot
-from kube_ovn_gc.plan import PortAction, Policy, StuckIp, plan
+from kube_ovn_gc.plan import Policy, PortAction, StuckIp, plan
 from kube_ovn_gc.report import PLANNED, SKIPPED, ActionRecord, Report
 
 POLICY = Policy(now=NOW, min_age=dt.timedelta(minutes=5), keep_vm_ip=True)
