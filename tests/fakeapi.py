@@ -143,6 +143,7 @@ RESOURCES: tuple[ResourceType, ...] = (
     ResourceType("", "v1", "nodes", "node", "Node", False, True),
     ResourceType("", "v1", "namespaces", "namespace", "Namespace", False, True, returns_deleted=True),
     ResourceType("", "v1", "events", "event", "Event", True, False),
+    ResourceType("", "v1", "configmaps", "configmap", "ConfigMap", True, False),
     ResourceType("apps", "v1", "statefulsets", "statefulset", "StatefulSet", True, True, True),
     ResourceType("apps", "v1", "deployments", "deployment", "Deployment", True, True, True),
     ResourceType("batch", "v1", "cronjobs", "cronjob", "CronJob", True, True, True),

@@ -8,8 +8,16 @@ arguments and environment (the downward API's ``metadata.name``/``metadata.names
 overrides what only works inside a cluster: the kubeconfig of the fake API server and the NB remote of
 the real ovsdb-server). Its stdout and stderr go, line by line as they come, into the pod's log
 (``pods/log``, followed or not); when it exits the container's terminated state records the exit code,
-the pod's phase and the Job's ``Complete``/``Failed`` condition follow. A deleted Job's pods are deleted
-(background propagation, as the garbage collector does), killing a running pass.
+the pod's phase and the Job's ``Complete``/``Failed`` condition follow. A deleted Job's pods and ConfigMaps are deleted
+(background propagation, as the garbage collector does with what a Job owns), killing a running pass.
+
+ConfigMap volumes, as the kubelet mounts them: the pod stays ``ContainerCreating`` until every ConfigMap its
+container mounts exists (the kubelet retries a missing one's mount), then each is materialised into a temp
+dir of its own (one file per key of ``data`` and ``binaryData``, or per ``items`` path), read-only. The pass
+runs on this machine, not in a container, so the mount path cannot be the real one: every argument that
+starts with a ``mountPath`` is rewritten to the temp dir (``--from-report /var/run/x/report.json`` →
+``--from-report /tmp/…/report.json``), which is the one liberty taken; ``started`` records the args as the
+pod spec gives them.
 
 Steering for the failure tests: ``hold`` keeps new pods in ``ContainerCreating``; an image whose name
 contains ``does-not-exist`` fails to pull (``ErrImagePull``, then ``ImagePullBackOff``, as the kubelet
@@ -19,11 +27,14 @@ reports it); ``evict_after`` evicts the pod that many seconds into its pass (pha
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import random
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from datetime import UTC, datetime
@@ -54,6 +65,7 @@ class JobController:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._mounts: list[str] = []  # temp dirs of materialised ConfigMap volumes
 
     def __enter__(self) -> JobController:
         loop = threading.Thread(target=self._loop, name="job-controller", daemon=True)
@@ -71,6 +83,8 @@ class JobController:
                 proc.kill()
         for thread in self._threads:
             thread.join(timeout=30)
+        for mount in self._mounts:
+            shutil.rmtree(mount, ignore_errors=True)
 
     # ------------------------------------------------------------------ the controller
 
@@ -90,6 +104,10 @@ class JobController:
                 if owners and owners[0].get("uid") not in uids:  # the garbage collector, background
                     self._kill(pod["metadata"]["namespace"], pod["metadata"]["name"])
                     self.api.delete("pods", pod["metadata"]["name"], pod["metadata"]["namespace"])
+            for cm in self.api.list("configmaps"):
+                owners = [r for r in cm["metadata"].get("ownerReferences") or () if r.get("kind") == "Job"]
+                if owners and all(r.get("uid") not in uids for r in owners):
+                    self.api.delete("configmaps", cm["metadata"]["name"], cm["metadata"]["namespace"])
             self._stop.wait(self.poll)
 
     def _run(self, job: JSON) -> None:
@@ -124,11 +142,42 @@ class JobController:
             self._pod_status(ns, pod_name, container, {"waiting": {
                 "reason": "ImagePullBackOff", "message": f'Back-off pulling image "{image}"'}})
             return
-        self._start(ns, pod_name, name, container)
+        mounts = self._mount(ns, pod_name, pod_spec, container)
+        if mounts is None:
+            return  # the pod or the controller went while it waited for its volumes
+        self._start(ns, pod_name, name, container, mounts)
 
-    def _start(self, ns: str, pod: str, job: str, container: JSON) -> None:
+    def _mount(self, ns: str, pod: str, pod_spec: JSON, container: JSON) -> dict[str, str] | None:
+        """The container's ConfigMap volumes, materialised: {mountPath: temp dir}. Waits (ContainerCreating) until
+        each ConfigMap exists; None when the pod is deleted or the controller stops meanwhile."""
+        volumes = {v.get("name"): v for v in pod_spec.get("volumes") or ()}
+        mounts: dict[str, str] = {}
+        for mount in container.get("volumeMounts") or ():
+            source = (volumes.get(mount.get("name")) or {}).get("configMap")
+            if source is None:
+                continue
+            while (cm := self.api.get("configmaps", source["name"], ns)) is None:
+                if self._stop.is_set() or self.api.get("pods", pod, ns) is None:
+                    return None
+                self._stop.wait(self.poll)
+            directory = tempfile.mkdtemp(prefix=f"{pod}-{mount['name']}-")
+            self._mounts.append(directory)
+            files = {k: v.encode() for k, v in (cm.get("data") or {}).items()}
+            files.update({k: base64.b64decode(v) for k, v in (cm.get("binaryData") or {}).items()})
+            items = source.get("items")
+            for key, path in ((i["key"], i["path"]) for i in items) if items else ((k, k) for k in files):
+                with open(os.path.join(directory, path), "wb") as f:
+                    f.write(files[key])
+                os.chmod(os.path.join(directory, path), 0o444)
+            mounts[str(mount["mountPath"]).rstrip("/")] = directory
+        return mounts
+
+    def _start(self, ns: str, pod: str, job: str, container: JSON, mounts: dict[str, str]) -> None:
         started = _now()
-        args = [str(a) for a in container.get("args") or ()]
+        spec_args = [str(a) for a in container.get("args") or ()]
+        args = list(spec_args)
+        for path, directory in mounts.items():  # the one liberty: the mount is a temp dir on this machine
+            args = [directory + a[len(path):] if a == path or a.startswith(path + "/") else a for a in args]
         env = dict(os.environ)
         for var in container.get("env") or ():
             if "value" in var:
@@ -142,7 +191,7 @@ class JobController:
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         with self._lock:
             self._procs[ns, pod] = proc
-            self.started.append((ns, pod, args))
+            self.started.append((ns, pod, spec_args))
         self._pod_status(ns, pod, container, {"running": {"startedAt": started}}, phase="Running")
         name = str(container.get("name"))
         readers = [threading.Thread(target=self._copy, args=(stream, ns, pod, name), daemon=True)

@@ -28,7 +28,7 @@ from jobcontroller import JobController
 from kube_ovn_gc.plugin import job as jobs
 from kube_ovn_gc.plugin.errors import NoContainer, UsageError
 from ovsdb import OvsdbServer
-from scenario import kube_ovn_controller, seed_demo
+from scenario import OLD, Cluster, kube_ovn_controller, seed_demo
 
 ROOT = Path(__file__).resolve().parent.parent
 CI_RBAC = ROOT / "deploy" / "ci-rbac.yaml"
@@ -177,11 +177,114 @@ def _without_nulls(obj: Any) -> Any:
 
 
 def test_the_ci_role_grants_exactly_what_the_plugin_uses(sandbox: Sandbox) -> None:
+    sandbox.api.create("namespaces", {"metadata": {"name": "kube-system", "creationTimestamp": OLD}})
     sandbox.api.reset_log()
-    assert sandbox.ovn_gc("check").returncode == 1
+    check = sandbox.ovn_gc("check", "-o", "json")
+    assert check.returncode == 1
+    (sandbox.tmp / "report.json").write_text(check.stdout)
+    assert sandbox.ovn_gc("run", "--from-report", str(sandbox.tmp / "report.json")).returncode == 0
     made = [r for r in sandbox.api.requests if r.user == CI_USER and r.resource != "selfsubjectaccessreviews"]
     assert rbac.denied_requests(ci_rules(), made) == []
     assert rbac.required_permissions(made) == rbac.granted_permissions(ci_rules())
+
+
+# --- review, then apply: run --from-report FILE -----------------------------------------------------------
+
+
+def _reviewed(sandbox: Sandbox) -> Path:
+    """`kubectl ovn-gc check -o json > report.json`, on a cluster whose kube-system namespace gives its uid."""
+    sandbox.api.create("namespaces", {"metadata": {"name": "kube-system", "creationTimestamp": OLD}})
+    check = sandbox.ovn_gc("check", "-o", "json")
+    assert check.returncode == 1, check.stderr
+    path = sandbox.tmp / "report.json"
+    path.write_text(check.stdout)
+    return path
+
+
+def test_run_from_report_through_the_plugin_applies_exactly_the_reviewed_report(sandbox: Sandbox) -> None:
+    path = _reviewed(sandbox)
+    Cluster(sandbox.api, sandbox.nb).address("default", "late", "10.16.0.20")  # a leak after the review
+    sandbox.api.reset_log()
+    run = sandbox.ovn_gc("run", "--from-report", str(path), "-o", "json")
+    assert run.returncode == 0, run.stderr
+    report = json.loads(run.stdout)
+    outcomes = {(a["name"], a["outcome"]) for a in report["actions"] if a["kind"] in ("ip", "port")}
+    assert outcomes == {*((leak, "done") for leak in LEAKS), ("late.default", "not-reviewed")}
+    # the mounted copy (the Job controller's materialised ConfigMap volume) of exactly the reviewed plan
+    mounted = Path(report["from_report"]["file"])
+    assert mounted.name == "report.json" and "-reviewed-report-" in mounted.parent.name
+    assert (report["from_report"]["ips"], report["from_report"]["ports"]) == (3, 1)
+    late = sandbox.api.get("ips", "late.default")
+    assert late is not None and "deletionTimestamp" not in late["metadata"]
+    assert "old-pod.default" not in {p["name"] for p in sandbox.nb.ports()}
+    assert sandbox.controller.started[-1][2] == ["run", "--from-report", "/var/run/kube-ovn-gc/reviewed/report.json",
+                                                  "--output=json", "--log-format=json"]
+    # the file went through a ConfigMap owned by the Job, mounted read-only; both are gone afterwards
+    [post_job] = [r for r in sandbox.api.requests if r.method == "POST" and r.resource == "jobs"]
+    [post_cm] = [r for r in sandbox.api.requests if r.method == "POST" and r.resource == "configmaps"]
+    cm_name = post_cm.body["metadata"]["name"]
+    pod_spec = post_job.body["spec"]["template"]["spec"]
+    assert {"name": "reviewed-report", "configMap": {"name": cm_name}} in pod_spec["volumes"]
+    assert {"name": "reviewed-report", "mountPath": "/var/run/kube-ovn-gc/reviewed", "readOnly": True} in \
+        pod_spec["containers"][0]["volumeMounts"]
+    [owner] = post_cm.body["metadata"]["ownerReferences"]
+    assert owner["kind"] == "Job" and owner["uid"]
+    assert json.loads(post_cm.body["data"]["report.json"]) == json.loads(path.read_text())
+    assert sandbox.api.list("configmaps", NS) == [] and sandbox.jobs() == []
+    assert f"configmap kube-system/{cm_name} holds the report" in run.stderr
+    made = [r for r in sandbox.api.requests if r.user == CI_USER and r.resource != "selfsubjectaccessreviews"]
+    assert rbac.denied_requests(ci_rules(), made) == []
+
+
+def test_run_from_report_through_the_plugin_refuses_a_foreign_report_with_the_pass_code(sandbox: Sandbox) -> None:
+    path = _reviewed(sandbox)
+    data = json.loads(path.read_text())
+    data["cluster"]["uid"] = "0000-other"
+    path.write_text(json.dumps(data))
+    before = (sandbox.api.list("ips"), sorted(p["uuid"] for p in sandbox.nb.ports()))
+    out = sandbox.ovn_gc("run", "--from-report", str(path))
+    assert out.returncode == 2, out.stderr
+    assert "was made on another cluster: namespace kube-system uid 0000-other" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert (sandbox.api.list("ips"), sorted(p["uuid"] for p in sandbox.nb.ports())) == before
+    assert sandbox.api.list("configmaps", NS) == [] and sandbox.jobs() == []
+
+
+def test_run_from_report_usage_errors_are_the_plugins(sandbox: Sandbox) -> None:
+    missing = sandbox.ovn_gc("run", "--from-report", str(sandbox.tmp / "nope.json"))
+    assert missing.returncode == 10 and "cannot read" in missing.stderr
+    (sandbox.tmp / "r.json").write_text("{}")
+    wrong = sandbox.ovn_gc("check", "--from-report", str(sandbox.tmp / "r.json"))
+    assert wrong.returncode == 10 and "--from-report goes with run" in wrong.stderr
+    assert sandbox.jobs() == []
+
+
+def test_a_configmap_that_cannot_be_created_takes_its_job_with_it(sandbox: Sandbox) -> None:
+    path = _reviewed(sandbox)
+    sandbox.restrict([r for r in ci_rules() if "configmaps" not in r.resources])
+    named = sandbox.ovn_gc("run", "--from-report", str(path))
+    assert named.returncode == 14  # named up front: nothing created
+    assert 'resources: ["configmaps"], verbs: ["create"]' in named.stderr and sandbox.jobs() == []
+    sandbox.api.inject("POST", "selfsubjectaccessreviews", 404, times=None)  # no reviews: the 403 itself tells
+    refused = sandbox.ovn_gc("run", "--from-report", str(path))
+    assert refused.returncode == 14, refused.stderr
+    assert 'the missing RBAC rule: {apiGroups: [""], resources: ["configmaps"], verbs: ["create"]}' in refused.stderr
+    assert sandbox.jobs() == [], "the Job whose pod waited for the ConfigMap is deleted"
+    assert len(sandbox.controller.started) == 1, "only the check ran"
+
+
+def test_report_argument_and_the_mounted_report() -> None:
+    assert jobs.report_argument(["--from-report", "r.json", "--min-age", "0s"]) == (
+        ["--from-report", "/var/run/kube-ovn-gc/reviewed/report.json", "--min-age", "0s"], "r.json")
+    assert jobs.report_argument(["--from-report=a/b.json"]) == (
+        ["--from-report", "/var/run/kube-ovn-gc/reviewed/report.json"], "a/b.json")
+    assert jobs.report_argument(["--dry-run"]) == (["--dry-run"], None)
+    for bad in (["--from-report"], ["--from-report", "a", "--from-report=b"]):
+        with pytest.raises(UsageError):
+            jobs.report_argument(bad)
+    assert jobs.report_payload(b'{\n  "a": [1, 2]\n}\n') == {"data": {"report.json": '{"a":[1,2]}'}}
+    assert jobs.report_payload(b"not json") == {"data": {"report.json": "not json"}}
+    assert jobs.report_payload(b"\xff\x00") == {"binaryData": {"report.json": "/wA="}}
 
 
 # --- the plugin's own failures -------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import datetime as dt
 import logging
 import os
 import sys
+from pathlib import Path
 
 import click
 
@@ -66,6 +67,8 @@ def main(subcommand: str | None, args: tuple[str, ...], namespace: str, cronjob:
     \b
       kubectl ovn-gc check              # CI: exit 1 when leaks exist
       kubectl ovn-gc run -o json        # one pass now, its JSON report
+      kubectl ovn-gc check -o json > report.json   # review it, then apply exactly that:
+      kubectl ovn-gc run --from-report report.json # (handed to the pod in a ConfigMap)
       kubectl ovn-gc doctor --stuck-after 30m
 
     \b
@@ -84,12 +87,21 @@ def main(subcommand: str | None, args: tuple[str, ...], namespace: str, cronjob:
     """
     if not subcommand:
         raise errors.UsageError("missing subcommand: kubectl ovn-gc check|run|doctor [ARGS]...")
-    from .job import pass_args
+    from .job import REPORT_OPTION, pass_args, report_argument
 
     pass_args(subcommand, args, output)  # a usage error before anything is asked of the cluster
+    _, report_file = report_argument(args)
+    report = None
+    if report_file is not None:
+        if subcommand != "run":
+            raise errors.UsageError(f"{REPORT_OPTION} goes with run: kubectl ovn-gc run {REPORT_OPTION} FILE")
+        try:
+            report = Path(report_file).read_bytes()
+        except OSError as exc:
+            raise errors.UsageError(f"cannot read {report_file}: {exc.strerror or exc}") from exc
     options = Options(subcommand=subcommand, args=args, namespace=namespace, cronjob=cronjob, container=container,
                       timeout=timeout.total_seconds(), keep=keep, output=output, job_name=job_name,
-                      poll=poll_interval)
+                      poll=poll_interval, report=report)
     from .api import ClusterApi
 
     api = ClusterApi.connect(kubeconfig, kube_context)

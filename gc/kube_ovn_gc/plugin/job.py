@@ -3,6 +3,7 @@ is a log record and which is the report. Plain dicts in, plain values out; no cl
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 from collections.abc import Iterable, Sequence
@@ -168,3 +169,86 @@ def report_text(lines: Iterable[str], output: str) -> str | None:
     if not isinstance(report, dict):
         return None
     return json.dumps(report, indent=2, ensure_ascii=False) + "\n"
+
+
+# --- run --from-report FILE: the reviewed report handed to the Job through a ConfigMap -------------------
+
+REPORT_OPTION = "--from-report"
+REPORT_VOLUME = "reviewed-report"
+REPORT_DIR = "/var/run/kube-ovn-gc/reviewed"  # read-only mount; the container's root filesystem is read-only too
+REPORT_KEY = "report.json"
+CONFIGMAP_LIMIT = 1024 * 1024
+"""kube-apiserver refuses a ConfigMap whose data exceed 1 MiB (``validation.MaxConfigMapSize``). A compact check
+report takes ~300 bytes an action: some 3,000 planned deletions, six times the default --max-deletions."""
+
+
+def report_argument(args: Sequence[str]) -> tuple[list[str], str | None]:
+    """The pass's arguments with ``--from-report FILE`` (or ``--from-report=FILE``) pointing at the mounted
+    copy, and the local FILE; ``(args, None)`` when there is none. Given twice is a usage error."""
+    out: list[str] = []
+    local: str | None = None
+    mounted = f"{REPORT_DIR}/{REPORT_KEY}"
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        value: str | None = None
+        if arg == REPORT_OPTION:
+            if i + 1 >= len(args):
+                raise UsageError(f"{REPORT_OPTION} needs a file: kubectl ovn-gc run {REPORT_OPTION} report.json")
+            value, i = args[i + 1], i + 2
+        elif arg.startswith(f"{REPORT_OPTION}="):
+            value, i = arg.split("=", 1)[1], i + 1
+        else:
+            out.append(arg)
+            i += 1
+            continue
+        if local is not None:
+            raise UsageError(f"{REPORT_OPTION} given twice")
+        local = value
+        out += [REPORT_OPTION, mounted]
+    return out, local
+
+
+def report_payload(content: bytes) -> JSON:
+    """The ConfigMap's data for the report file: a JSON report re-encoded compactly (the same object, without
+    its indentation: a third of the size), anything else as it is (the pass refuses it with its reason)."""
+    try:
+        decoded = json.loads(content)
+    except ValueError:
+        decoded = None
+    if isinstance(decoded, dict):
+        text = json.dumps(decoded, separators=(",", ":"), ensure_ascii=False)
+        return {"data": {REPORT_KEY: text}}
+    try:
+        return {"data": {REPORT_KEY: content.decode("utf-8")}}
+    except UnicodeDecodeError:
+        return {"binaryData": {REPORT_KEY: base64.b64encode(content).decode()}}
+
+
+def payload_size(payload: JSON) -> int:
+    return sum(len(v.encode()) for part in payload.values() for v in part.values())
+
+
+def report_configmap(name: str, namespace: str, payload: JSON, job: JSON) -> JSON:
+    """The ConfigMap holding the reviewed report, owned by the Job it is mounted in: it goes with the Job (the
+    garbage collector deletes it when the Job is deleted, whoever deletes the Job)."""
+    meta = job.get("metadata") or {}
+    owner = {"apiVersion": "batch/v1", "kind": "Job", "name": meta.get("name", ""), "uid": meta.get("uid", "")}
+    return {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": namespace, "ownerReferences": [owner],
+                         "labels": {"app.kubernetes.io/name": "kube-ovn-gc",
+                                    "app.kubernetes.io/component": "reviewed-report"}},
+            **payload}
+
+
+def mount_report(job: JSON, container: str, configmap: str) -> JSON:
+    """The Job with the ConfigMap as a read-only volume of its pod, mounted in ``container`` at REPORT_DIR."""
+    out = copy.deepcopy(job)
+    pod_spec = out["spec"]["template"]["spec"]
+    pod_spec["volumes"] = [*(pod_spec.get("volumes") or []),
+                           {"name": REPORT_VOLUME, "configMap": {"name": configmap}}]
+    for c in pod_spec.get("containers") or []:
+        if c.get("name") == container:
+            c["volumeMounts"] = [*(c.get("volumeMounts") or []),
+                                 {"name": REPORT_VOLUME, "mountPath": REPORT_DIR, "readOnly": True}]
+    return out

@@ -2,6 +2,14 @@
 Job, wait for its pod, follow its log (records to stderr, the report kept), read the pass's exit code
 from the terminated container, delete the Job, hand back the report and the code.
 
+``run --from-report FILE``: the local file goes into a ConfigMap the plugin creates, owned by the Job (so it
+goes with the Job, whoever deletes it), mounted read-only in the pod, and the pass's argument points at the
+mounted copy. The Job is created first (the ConfigMap's owner reference needs its uid), naming a ConfigMap
+that does not exist yet: its pod waits in ContainerCreating until it does, as the kubelet waits for any
+missing ConfigMap volume (it retries the mount). When the ConfigMap cannot be created the Job is deleted at
+once (its pod never ran). Once the report is read both are deleted; when the Job is left in place (a failure,
+--keep) the ConfigMap stays with it.
+
 Polling, not watching: the plugin asks for the Job's pod and its state every ``poll`` seconds
 (0.5 s by default: ~2 small GETs a second while a pass of a few seconds to minutes runs), which needs
 only ``list pods`` and keeps the RBAC a CI identity needs small. Whenever something goes wrong after
@@ -12,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,8 +53,12 @@ GET_JOB = ("get", "batch", "jobs", "")
 DELETE_JOB = ("delete", "batch", "jobs", "")
 LIST_PODS = ("list", "", "pods", "")
 GET_LOG = ("get", "", "pods", "log")
+CREATE_CONFIGMAP = ("create", "", "configmaps", "")
+DELETE_CONFIGMAP = ("delete", "", "configmaps", "")
 NEEDED = (GET_CRONJOB, CREATE_JOB, GET_JOB, LIST_PODS, GET_LOG)  # without them no report comes back
 WANTED = (DELETE_JOB,)  # without it the Job stays until its ttlSecondsAfterFinished
+NEEDED_FOR_REPORT = (CREATE_CONFIGMAP,)  # run --from-report: the file goes to the pod in a ConfigMap
+WANTED_FOR_REPORT = (DELETE_CONFIGMAP,)  # without it the ConfigMap goes with its Job (owner reference)
 
 _LOG_REOPENS = 3
 
@@ -69,6 +82,7 @@ class Options:
     output: str = "text"
     job_name: str | None = None
     poll: float = 0.5
+    report: bytes | None = None  # run --from-report FILE: the file's content, handed to the pod
 
 
 @dataclass(frozen=True)
@@ -86,20 +100,35 @@ class Runner:
         self.deadline = time.monotonic() + options.timeout
         self.job = ""
         self.pod = ""
+        self.configmap = ""
         self.last_state = jobs.PodState("pending", "no pod yet")
 
     # ------------------------------------------------------------------ the call, in order
 
     def run(self) -> Outcome:
         args = jobs.pass_args(self.o.subcommand, self.o.args, self.o.output)
+        payload = None
+        if self.o.report is not None:
+            args, _ = jobs.report_argument(args)
+            payload = jobs.report_payload(self.o.report)
+            if jobs.payload_size(payload) > jobs.CONFIGMAP_LIMIT:
+                raise UsageError(f"the report is too large for a ConfigMap ({jobs.payload_size(payload)} bytes "
+                                 f"compacted, at most {jobs.CONFIGMAP_LIMIT}): run kube-ovn-gc run --from-report "
+                                 f"where the file is, or review a check with a lower --max-deletions")
         self.preflight()
         cronjob = self.get_cronjob()
         job = jobs.job_from_cronjob(cronjob, name=self.o.job_name, generate_name=f"{self.o.cronjob}-"
                                     f"{self.o.subcommand}-", container=self.o.container, args=args)
+        if payload is not None:
+            suffix = "".join(random.choices("bcdfghjklmnpqrstvwxz2456789", k=8))
+            self.configmap = f"{self.o.cronjob}-report-{suffix}"[:63]
+            job = jobs.mount_report(job, self.o.container, self.configmap)
         created = self.create_job(job)
         self.job = created["metadata"]["name"]
         self.err(f"job {self.o.namespace}/{self.job} created from cronjob/{self.o.cronjob}: "
                  f"kube-ovn-gc {' '.join(args)}")
+        if payload is not None:
+            self.create_configmap(jobs.report_configmap(self.configmap, self.o.namespace, payload, created))
         try:
             self.wait_for_pod(created["metadata"].get("uid", ""))
             report_lines, logs_error = self.follow_log()
@@ -115,6 +144,7 @@ class Runner:
                 self.err(line.rstrip("\n"))
             report = None
         self.delete_job()
+        self.delete_configmap()
         return Outcome(code, report, self.job)
 
     def preflight(self) -> None:
@@ -123,7 +153,8 @@ class Runner:
         itself cannot be made: the requests' own 403s are handled as well."""
         missing: list[tuple[str, str, str, str]] = []
         wanted: list[tuple[str, str, str, str]] = []
-        for perm in (*NEEDED, *WANTED):
+        needed = (*NEEDED, *NEEDED_FOR_REPORT) if self.o.report is not None else NEEDED
+        for perm in (*needed, *WANTED, *(WANTED_FOR_REPORT if self.o.report is not None else ())):
             verb, group, resource, sub = perm
             attributes = {"namespace": self.o.namespace, "verb": verb, "group": group, "resource": resource}
             if sub:
@@ -138,10 +169,11 @@ class Runner:
                 log.debug("no access review (%s): the requests will tell", exc)
                 return
             if not (review.get("status") or {}).get("allowed"):
-                (missing if perm in NEEDED else wanted).append(perm)
+                (missing if perm in needed else wanted).append(perm)
         for perm in wanted:
-            self.err(f"warning: not allowed to {perm[0]} {perm[2]}: Jobs this plugin creates stay until their "
-                     f"ttlSecondsAfterFinished; grant {rule(perm, self.o.namespace)}")
+            what = "Jobs this plugin creates stay until their ttlSecondsAfterFinished" if perm == DELETE_JOB else \
+                "the ConfigMap of the report stays until its Job goes"
+            self.err(f"warning: not allowed to {perm[0]} {perm[2]}: {what}; grant {rule(perm, self.o.namespace)}")
         if missing:
             rules = "\n".join(f"  - {rule(p, self.o.namespace, self.o.cronjob if p == GET_CRONJOB else '')}"
                               for p in missing)
@@ -172,6 +204,35 @@ class Runner:
             if exc.status == 422:
                 raise UsageError(f"the Job was refused: {exc.message}") from exc
             raise self.refused(exc, CREATE_JOB, "create the Job") from exc
+
+    def create_configmap(self, configmap: JSON) -> None:
+        """The reviewed report for the pod. When it cannot be created, the Job (whose pod waits for it and has
+        not run) is deleted, whatever --keep says: nothing ran, nothing is left behind."""
+        path = f"/api/v1/namespaces/{self.o.namespace}/configmaps"
+        try:
+            self.api.request("POST", path, body=configmap)
+        except (ApiError, ClusterError) as exc:
+            self.delete_job(force=True)
+            if isinstance(exc, ApiError) and exc.status == 422:
+                raise UsageError(f"the ConfigMap of the report was refused: {exc.message}") from exc
+            if isinstance(exc, ApiError):
+                raise self.refused(exc, CREATE_CONFIGMAP, "create the ConfigMap of the report") from exc
+            raise
+        self.err(f"configmap {self.o.namespace}/{self.configmap} holds the report, mounted at {jobs.REPORT_DIR}")
+
+    def delete_configmap(self) -> None:
+        """After the report is read (without --keep). Were it left, it would go with its Job all the same."""
+        if not self.configmap or self.o.keep:
+            return
+        path = f"/api/v1/namespaces/{self.o.namespace}/configmaps/{self.configmap}"
+        try:
+            self.api.request("DELETE", path)
+        except ApiError as exc:
+            if exc.status != 404:
+                self.err(f"warning: could not delete configmap {self.o.namespace}/{self.configmap}: {exc.message}; "
+                         f"it goes with its Job (grant {rule(DELETE_CONFIGMAP, self.o.namespace)})")
+        except ClusterError as exc:
+            self.err(f"warning: could not delete configmap {self.o.namespace}/{self.configmap}: {exc}")
 
     def wait_for_pod(self, uid: str) -> None:
         """Until the pod's container has started (or ended); fails fast when it cannot start."""
@@ -258,8 +319,8 @@ class Runner:
                 f"{self.cleanup_hint()}") from exc
         return [line for line in text.splitlines(keepends=True) if jobs.log_record(line) is None]
 
-    def delete_job(self) -> None:
-        if self.o.keep:
+    def delete_job(self, *, force: bool = False) -> None:
+        if self.o.keep and not force:
             self.err(f"job {self.o.namespace}/{self.job} kept (--keep)")
             return
         path = f"/apis/batch/v1/namespaces/{self.o.namespace}/jobs/{self.job}"
