@@ -186,3 +186,14 @@ def test_a_report_of_another_cluster_is_refused_before_the_lease_is_taken(
     assert result.exit_code == 2
     assert [r.method for r in kube_api.requests if r.method != "GET"] == []
     assert not any("/leases" in r.path for r in kube_api.requests)
+
+
+def test_dry_run_from_report_shows_what_the_run_would_do_and_changes_nothing(
+        checked: Path, demo: Cluster, kube_api: FakeApiServer, nb_server: OvsdbServer, kubeconfig: Path) -> None:
+    demo.address("default", "late", "10.16.0.20")
+    before = world(kube_api, nb_server)
+    result, report = gc(kubeconfig, nb_server, "run", "--dry-run", "--from-report", str(checked))
+    assert result.exit_code == 1, result.stderr
+    assert {(kind, name) for kind, name, outcome in actions(report) if outcome == "planned"} == LEAKS
+    assert ("ip", "late.default", "not-reviewed") in actions(report)
+    assert world(kube_api, nb_server) == before
