@@ -300,7 +300,7 @@ def test_one_unparsable_vm_is_skipped_by_name_and_keeps_its_addresses(
     result, report = gc(kubeconfig, nb_server, "run")
     assert result.exit_code == 0, report
     skipped = [a for a in report["actions"] if a["outcome"] == "skipped"]
-    assert [(a["kind"], a["name"]) for a in skipped] == [("virtualmachine", "vm-stopped")]
+    assert [(a["kind"], a["name"]) for a in skipped] == [("virtualmachine", "default/vm-stopped")]
     assert "default/vm-stopped" in skipped[0]["reason"]
     assert set(outcomes(report, "ip")) == LEAKED_IPS  # the rest of the pass went on
     alive_intact(kube_api, nb_server)  # vm-stopped.default: IP CR and port kept

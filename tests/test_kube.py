@@ -1043,7 +1043,7 @@ def test_one_unparsable_vm_does_not_lose_the_list(cluster: Cluster) -> None:
         ("VirtualMachine", "default/vm1"), ("VirtualMachine", "ns1/bad"),
         ("VirtualMachineInstance", "ns2/badi"), ("VirtualMachineInstance", "other/vmi1")]
     assert sorted((kind, name) for kind, name, _ in snap.unparsed) == [
-        ("VirtualMachine", "bad"), ("VirtualMachineInstance", "badi")]
+        ("VirtualMachine", "ns1/bad"), ("VirtualMachineInstance", "ns2/badi")]  # by key, as parsed ones
     assert all("every address named after it is kept" in why for _, _, why in snap.unparsed)
 
 

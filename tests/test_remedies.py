@@ -584,11 +584,15 @@ def test_kubectl_ko_nbctl_list_runs_through_kubectl_and_the_real_ovn_nbctl(world
 
 def seed_the_rest(c: Cluster) -> None:
     """What else only the doctor's rarer remedies are for: a Subnet whose status cannot be computed (`kubectl get
-    subnet … -o yaml`), a VM whose networks annotation cannot be read (`kubectl get virtualmachine … -n … -o
-    yaml`), a Subnet terminating with a using count and nothing using it (the status patch to 0)."""
+    subnet … -o yaml`), a VM whose networks annotation cannot be read and one that cannot be parsed at all, in a
+    namespace of their own (`kubectl get virtualmachine … -n prod -o yaml`), a Subnet terminating with a using
+    count and nothing using it (the status patch to 0)."""
     c.subnet("bad-cidr", "10.50.0.0/33", "10.50.0.1")
-    vm = c.vm("default", "vm-odd", running=False)
+    vm = c.vm("prod", "vm-odd", running=False)
     vm["spec"]["template"]["metadata"] = {"annotations": {"k8s.v1.cni.cncf.io/networks": "[not json"}}
+    c.api.put("virtualmachines", vm)
+    vm = c.vm("prod", "vm-bad", running=False)
+    vm["spec"]["template"]["spec"]["networks"] = "not a list"
     c.api.put("virtualmachines", vm)
     c.subnet("legacy4", "10.51.0.0/24", "10.51.0.1", status={"v4usingIPs": 2, "v4availableIPs": 251,
                                                            "v6usingIPs": 0, "v6availableIPs": 0})
@@ -607,6 +611,8 @@ def test_every_remedy_template_of_the_doctor_runs_under_kubectl(world: World) ->
     findings = world.doctor()["findings"]
     printed = [seg for f in findings for seg in kubectl_segments(f["remedy"])]
     assert [seg for seg in printed if best_template(seg, templates) is None] == []
+    for vm in ("vm-odd", "vm-bad"):  # however the planner could not judge it, it is found in its namespace
+        assert f"kubectl get virtualmachine {vm} -n prod -o yaml" in printed, printed
     missing = uncovered(templates, printed)
     assert missing == set(), ("doctor.py has remedies no scenario prints: add one to tests/test_remedies.py: "
                               f"{sorted(t.replace(HOLE, '…') for t in missing)}")

@@ -166,11 +166,16 @@ def _root(obj: Any) -> Raw:
 
 
 def object_name(obj: Any) -> str:
-    """``metadata.name`` if there is one: for messages about objects that failed to parse."""
+    """``namespace/name`` (a namespaced object) or ``name`` if there is one: for objects that failed to parse.
+
+    The same spelling as a parsed object's key (``meta.key``), so a skipped VM is ``ns/vm`` whichever way it
+    was found, and the doctor's ``kubectl get … -n ns`` finds it.
+    """
     if isinstance(obj, dict):
         meta = obj.get("metadata")
         if isinstance(meta, dict) and isinstance(meta.get("name"), str):
-            return str(meta["name"])
+            namespace = meta.get("namespace")
+            return f"{namespace}/{meta['name']}" if isinstance(namespace, str) and namespace else str(meta["name"])
     return ""
 
 
