@@ -240,8 +240,11 @@ class _World:
         ``acquireU2OIP``). Each switch is one event: the second patch waits for the first to be acted on, or
         the controller may only see "on" with the old status and allocate nothing. kubectl cannot wait for a
         field to become empty (1.32: "jsonpath wait has to have a value after equal sign"), so it waits for
-        the IP CR, which the release deletes. Switched off already, Kube-OVN releases nothing more (only while
-        the status still names the address) and never wants it again: both are deleted outright.
+        the IP CR, which the release deletes just before it empties the status (a status-only change is no
+        event: ``enqueueUpdateSubnet`` compares spec fields, v1.14.0). A querier port whose IP CR is already
+        gone gives the wait nothing to wait for: run the doctor again after it. Switched off already, Kube-OVN
+        releases nothing more (only while the status still names the address) and never wants it again: both
+        are deleted outright.
         """
         if kind == "Node":
             return f"{RESTART_CONTROLLER}  # it re-creates node-{owner} when it starts"
