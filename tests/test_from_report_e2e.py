@@ -197,3 +197,16 @@ def test_dry_run_from_report_shows_what_the_run_would_do_and_changes_nothing(
     assert {(kind, name) for kind, name, outcome in actions(report) if outcome == "planned"} == LEAKS
     assert ("ip", "late.default", "not-reviewed") in actions(report)
     assert world(kube_api, nb_server) == before
+
+
+def test_every_report_records_the_cluster_and_a_pass_goes_on_without_it(
+        demo: Cluster, kube_api: FakeApiServer, nb_server: OvsdbServer, kubeconfig: Path) -> None:
+    uid = kube_api.get("namespaces", "kube-system")["metadata"]["uid"]  # type: ignore[index]
+    for command in ("check", "doctor", "run"):
+        _, report = gc(kubeconfig, nb_server, command)
+        assert report["cluster"] == {"uid": uid, "server": kube_api.url}, command
+    kube_api.inject("GET", r"^/api/v1/namespaces/kube-system$", 403, times=None)  # an older RBAC, say
+    for command in ("check", "doctor"):
+        result, report = gc(kubeconfig, nb_server, command)
+        assert result.exit_code == 0 and report["cluster"] == {"uid": None, "server": None}, command
+        assert "could not read the cluster's identity" in result.stderr

@@ -15,7 +15,7 @@ from . import plan as planner
 from .errors import ConfigError, GCError
 from .model import KubevirtState, Snapshot
 from .report import ExitCode
-from .run import Backends, build_backends
+from .run import Backends, build_backends, identity
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -32,14 +32,16 @@ def diagnose(settings: Settings, backends: Backends | None = None) -> doctor.Doc
     stuck_after = settings.stuck_after
     shown = {"min_age": str(settings.min_age), "keep_vm_ip": settings.keep_vm_ip, "stuck_after": str(stuck_after)}
     inventory: dict[str, int] = {}
+    cluster: dict[str, object] | None = None
 
     def finish(code: ExitCode, findings: tuple[doctor.Finding, ...] = (), error: str | None = None,
                warnings: tuple[str, ...] = ()) -> doctor.DoctorReport:
         return doctor.DoctorReport(int(code), started, time.monotonic() - clock, inventory, findings, error,
-                                   warnings, shown)
+                                   warnings, shown, cluster)
 
     try:
         backends = backends or build_backends(settings)
+        cluster = identity(backends)
         with backends.nb() as nb:
             nb_snapshot = nb.lsp_list()
             log.info("read %d logical switch ports from NB", len(nb_snapshot.ports))

@@ -702,6 +702,7 @@ class DoctorReport:
     error: str | None = None  # what stopped the examination: it did not run, nothing else is reported
     warnings: tuple[str, ...] = ()
     settings: dict[str, object] = field(default_factory=dict)
+    cluster: dict[str, object] | None = None  # ClusterIdentity.as_json(): which cluster was examined
 
     def counts(self) -> dict[str, int]:
         c = Counter(f.kind for f in self.findings)
@@ -723,6 +724,7 @@ class DoctorReport:
         }
         if self.settings:
             out["settings"] = self.settings
+        out["cluster"] = self.cluster or {"uid": None, "server": None}
         if self.warnings:
             out["warnings"] = list(self.warnings)
         return out

@@ -328,6 +328,12 @@ def _identity(backends: Backends, reviewed: review.Reviewed | None) -> ClusterId
         return None
 
 
+def identity(backends: Backends) -> dict[str, object] | None:
+    """The cluster's identity as a report records it, best effort (the doctor's: it applies nothing)."""
+    found = _identity(backends, None)
+    return None if found is None else found.as_json()
+
+
 def _review_records(restricted: review.Restricted) -> list[ActionRecord]:
     """Reviewed entries no longer the leak the check saw (skipped), and live leaks not reviewed (left alone)."""
     records = [ActionRecord(s.entry.kind, s.entry.name, f"in the report, but {s.reason}", SKIPPED,
