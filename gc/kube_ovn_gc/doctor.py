@@ -27,8 +27,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Final, TypeVar
 
 from . import names, status
 from . import plan as planner
@@ -156,6 +158,10 @@ def _listed(items: Sequence[str]) -> str:
     return shown + (f" and {len(items) - _MAX_LISTED} more" if len(items) > _MAX_LISTED else "")
 
 
+_NO_PODS: Mapping[str, Pod] = MappingProxyType({})
+T = TypeVar("T")
+
+
 def _vm_owner(pod: Pod) -> str | None:
     for ref in pod.meta.owners:
         if ref.kind == "VirtualMachineInstance":
@@ -174,14 +180,20 @@ class _World:
         self.kube = kube
         self.policy = policy
         self.leaked = leaked  # names of the IP CRs and ports the planner would remove
+        # Indexes by the names the objects already hold (no key strings of their own, no list a port): at 150k
+        # addresses these are ~25 MB, not ~60.
         self.ips: dict[str, IpCR] = {ip.meta.name: ip for ip in kube.ips}
-        unparsed_ips = {n for kind, n, _ in kube.unparsed if planner.skip_kind(kind) == planner.SKIP_IP}
-        self.ip_names = set(self.ips) | unparsed_ips
-        self.ports: defaultdict[str, list[Port]] = defaultdict(list)
+        self.unparsed_ips = frozenset(n for kind, n, _ in kube.unparsed if planner.skip_kind(kind) == planner.SKIP_IP)
+        self.ports: dict[str, Port] = {}  # the first port of each name
+        self.more_ports: dict[str, list[Port]] = {}  # the others, rare
         for port in snapshot.nb.ports:
-            self.ports[port.name].append(port)
+            first = self.ports.setdefault(port.name, port)
+            if first is not port:
+                self.more_ports.setdefault(port.name, []).append(port)
         self.candidates = [p for p in snapshot.nb.ports if planner.is_candidate_port(p)]
-        self.pods: dict[OwnerKey, Pod] = {p.meta.key: p for p in kube.pods}
+        self.pods: dict[str, dict[str, Pod]] = {}  # by namespace, then name
+        for p in kube.pods:
+            self.pods.setdefault(p.meta.namespace, {})[p.meta.name] = p
         self.subnets: dict[str, Subnet] = {s.meta.name: s for s in kube.subnets}
         self.vms: dict[OwnerKey, VirtualMachine] = {v.meta.key: v for v in kube.vms if v.kind == "VirtualMachine"}
         self.vmis: frozenset[OwnerKey] = frozenset(v.meta.key for v in kube.vms if v.kind != "VirtualMachine")
@@ -192,7 +204,23 @@ class _World:
                 self.launchers.setdefault(owner_key(pod.meta.namespace, vm), pod)
 
     def has_ip(self, name: str) -> bool:
-        return name in self.ip_names
+        return name in self.ips or name in self.unparsed_ips
+
+    def ports_named(self, name: str) -> list[Port]:
+        first = self.ports.get(name)
+        return [] if first is None else [first, *self.more_ports.get(name, ())]
+
+    def pod(self, namespace: str, name: str) -> Pod | None:
+        return self.pods.get(namespace, _NO_PODS).get(name)
+
+    def same_name(self, name: str) -> str:
+        """``name``, as the IP CR or port of that name holds it when there is one: a set of names taken so
+        holds no string of its own for them."""
+        ip = self.ips.get(name)
+        if ip is not None:
+            return ip.meta.name
+        port = self.ports.get(name)
+        return name if port is None else port.name
 
     def has_port(self, name: str) -> bool:
         return name in self.ports
@@ -269,7 +297,7 @@ class _World:
             if key in self.vmis or key in self.launchers:
                 return f"{release}virtctl restart {name} -n {namespace}"
             return fallback  # a stopped VM: it gets a fresh address and port at its next start
-        pod = self.pods.get(key)
+        pod = self.pod(namespace, name)
         if pod is not None:
             vm = _vm_owner(pod)
             if vm is not None:
@@ -413,7 +441,7 @@ def _missing(w: _World) -> list[Finding]:
             name = names.port_name(owner, ns, net.provider)
             if name in seen:  # two launcher pods of one VM (migration) share a name
                 continue
-            seen.add(name)
+            seen.add(w.same_name(name))
             lacks = _lacks(w, name, w.attachment_has_port(net))
             if not lacks:
                 continue
@@ -492,7 +520,7 @@ def _mismatch(w: _World) -> list[Finding]:
             continue
         done.add(port.name)
         diffs: list[str] = []
-        for same in w.ports[port.name]:
+        for same in w.ports_named(port.name):
             if planner.is_candidate_port(same):
                 diffs.extend(d for d in _differences(ip, same) if d not in diffs)
         if diffs:
@@ -523,17 +551,46 @@ def _note(remedy: str, note: str) -> str:
     return f"{remedy}; {note}" if "  # " in remedy else f"{remedy}  # {note}"
 
 
+_V6: Final = 1 << 128  # above every IPv4 and IPv6 address: (family, value) as one int
+
+
+def _held_twice(holders: Callable[[], Iterable[tuple[str, frozenset[Addr], T]]]) -> dict[tuple[str, Addr], list[T]]:
+    """``(where, address)`` -> its holders, for the addresses held more than once: what a dict of every address's
+    holders (each appended in turn) would hold for them, in the same order.
+
+    Every address is indexed once, by an int in a dict per subnet or switch, with its first holder: ~80 bytes
+    an address where a tuple key and a list each took ~250 (~70 MB more at 150k IP CRs and ports)."""
+    first: dict[str, dict[int, T]] = {}
+    twice: dict[tuple[str, Addr], list[T]] = {}
+    for where, addresses, holder in holders():
+        known = first.setdefault(where, {})
+        for family, value in addresses:
+            key = value if family == 4 else value | _V6
+            if key in known:
+                twice.setdefault((where, (family, value)), [known[key]]).append(holder)
+            else:
+                known[key] = holder
+    if len(twice) < 2:
+        return twice
+    # in the order each address was first held (a second, rare, pass)
+    order: dict[tuple[str, Addr], list[T]] = {}
+    for where, addresses, _ in holders():
+        for addr in addresses:
+            held = twice.get((where, addr))
+            if held is not None:
+                order.setdefault((where, addr), held)
+    return order
+
+
 def _duplicates(w: _World) -> list[Finding]:
-    by_ip: defaultdict[tuple[str, Addr], list[IpCR]] = defaultdict(list)
-    for ip in w.kube.ips:
-        if ip.meta.deletion is None:
-            for addr in ip_addresses(ip):
-                by_ip[ip.subnet, addr].append(ip)
-    by_port: defaultdict[tuple[str, Addr], list[Port]] = defaultdict(list)
-    for port in w.candidates:
-        if port.switch:
-            for addr in frozenset[Addr]().union(*(addrs for _, addrs in port_entries(port))):
-                by_port[port.switch, addr].append(port)
+    def held_by_ips() -> Iterator[tuple[str, frozenset[Addr], IpCR]]:
+        return ((ip.subnet, ip_addresses(ip), ip) for ip in w.kube.ips if ip.meta.deletion is None)
+
+    def held_by_ports() -> Iterator[tuple[str, frozenset[Addr], Port]]:
+        return ((port.switch, frozenset[Addr]().union(*(addrs for _, addrs in port_entries(port))), port)
+                for port in w.candidates if port.switch)
+
+    by_ip, by_port = _held_twice(held_by_ips), _held_twice(held_by_ports)
 
     # One finding per set of holders: a dual-stack pair shares both addresses.
     ip_sets: dict[tuple[str, tuple[str, ...]], tuple[list[IpCR], list[Addr]]] = {}
@@ -602,7 +659,7 @@ def _holders(w: _World, subnet: str) -> list[tuple[Ref, str | None]]:
                 cmd = None
             elif w.policy.keep_vm_ip and key in w.vms:
                 cmd = f"kubectl delete vm -n {ip.namespace} {ip.pod_name}"
-            elif key in w.pods:
+            elif w.pod(ip.namespace, ip.pod_name) is not None:
                 cmd = f"kubectl delete pod -n {ip.namespace} {ip.pod_name}"
             else:
                 cmd = f"kubectl delete ip {name}"

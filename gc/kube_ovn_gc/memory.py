@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import threading
 from collections.abc import Iterator
@@ -43,3 +44,14 @@ def gc_paused() -> Iterator[None]:
             _PAUSES.count -= 1
             if _PAUSES.count == 0 and _PAUSES.was_enabled:
                 gc.enable()
+
+
+def give_back() -> None:
+    """Return the allocator's free pages inside its heap to the system (glibc ``malloc_trim``; a no-op where the C
+    library has none, e.g. musl). After a pass's reads: ~5 MB at 150k pods; what freed objects leave in Python's
+    own arenas stays (an arena goes back only when all of it is free)."""
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return
+    trim(0)

@@ -20,6 +20,7 @@ from . import apply, review, safety
 from . import plan as planner
 from .errors import ConfigError, GCError, ReportRefused, SafetyError
 from .interfaces import KubeReads, KubeWrites, Northbound
+from .memory import give_back
 from .model import ClusterIdentity, KubeSnapshot, KubevirtState, NbSnapshot, Snapshot
 from .report import DONE, FAILED, NOT_REVIEWED, PLANNED, SKIPPED, ActionRecord, ExitCode, Report
 from .settings import Settings
@@ -233,6 +234,7 @@ def _run_pass(settings: Settings, backends: Backends | None) -> Report:
             # The snapshot lives for the whole pass: out of the cyclic collector's sight, its
             # millions of objects cost no more scans while we plan and act.
             gc.freeze()
+            give_back()
             snapshot = Snapshot(nb_snapshot, kube_snapshot)
             inventory.update(snapshot.inventory())
             log.info("read %s", inventory)

@@ -20,7 +20,15 @@ from ..model import (
     Pod,
 )
 from .client import _Kind, loads, translate_error
-from .parse import RESERVED_LABEL, _pod_networks, _shared_owner_ref, parse_ip, parse_pod, parse_timestamp
+from .parse import (
+    RESERVED_LABEL,
+    _pod_networks,
+    _shared_owner_ref,
+    parse_ip,
+    parse_pod,
+    parse_timestamp,
+    shared_tuple,
+)
 
 # --- fast decoding of the big lists ------------------------------------------
 #
@@ -64,7 +72,6 @@ class _PodMetaS(_MetaS):
 class _PodSpecS(msgspec.Struct):
     restartPolicy: str | None = None
     hostNetwork: bool | None = None
-    nodeName: str | None = None
 
 
 class _PodStatusS(msgspec.Struct):
@@ -116,7 +123,7 @@ class _IpListS(msgspec.Struct):
 
 
 
-def _meta_from(m: _MetaS | None) -> Meta | None:
+def _meta_from(m: _MetaS | None, *, version: bool = True) -> Meta | None:
     """parse_meta's result, or None to leave the object to it."""
     if m is None or not m.name:
         return None
@@ -130,16 +137,16 @@ def _meta_from(m: _MetaS | None) -> Meta | None:
         if deletion is None:
             return None
     refs = m.ownerReferences
-    owners = tuple([_shared_owner_ref(r.kind or "", r.name or "", r.uid or "", r.apiVersion or "", bool(r.controller))
-                    for r in refs]) if refs else ()
-    finalizers = tuple(map(sys.intern, m.finalizers)) if m.finalizers else ()
-    return Meta(m.name, sys.intern(m.namespace or ""), m.uid or "", m.resourceVersion or "", creation, deletion,
-                finalizers, owners)
+    owners = shared_tuple(tuple([_shared_owner_ref(r.kind or "", r.name or "", r.uid or "", r.apiVersion or "",
+                                                   bool(r.controller)) for r in refs])) if refs else ()
+    finalizers = shared_tuple(tuple(map(sys.intern, m.finalizers))) if m.finalizers else ()
+    return Meta(m.name, sys.intern(m.namespace or ""), m.uid or "", (m.resourceVersion or "") if version else "",
+                creation, deletion, finalizers, owners)
 
 
 def _pod_from(p: _PodS) -> Pod | None:
     """parse_pod's result, or None to leave the object to it."""
-    meta = _meta_from(p.metadata)
+    meta = _meta_from(p.metadata, version=False)
     if meta is None:
         return None
     m, spec, status = p.metadata, p.spec, p.status
@@ -150,7 +157,6 @@ def _pod_from(p: _PodS) -> Pod | None:
         sys.intern(status.reason or "") if status else "",
         sys.intern(spec.restartPolicy or "") if spec else "",
         bool(spec.hostNetwork) if spec else False,
-        sys.intern(spec.nodeName or "") if spec else "",
         m.deletionGracePeriodSeconds,
         _pod_networks(m.annotations) if m.annotations else (),
     )

@@ -150,13 +150,10 @@ def _time(d: Raw, key: str, where: str) -> dt.datetime | None:
         return None
     if not isinstance(v, str):
         raise ParseError(f"{where}{key} is not a timestamp string")
-    try:
-        t = dt.datetime.fromisoformat(v)
-    except ValueError as exc:
-        raise ParseError(f"{where}{key}: bad timestamp {v!r}") from exc
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=dt.UTC)
-    return t.astimezone(dt.UTC)
+    t = parse_timestamp(v)
+    if t is None:
+        raise ParseError(f"{where}{key}: bad timestamp {v!r}")
+    return t
 
 
 def _root(obj: Any) -> Raw:
@@ -179,23 +176,32 @@ def object_name(obj: Any) -> str:
     return ""
 
 
-def parse_meta(obj: Raw) -> Meta:
+def parse_meta(obj: Raw, *, version: bool = True) -> Meta:
+    """``metadata``; without its resourceVersion unless ``version`` (only Subnets and IP CRs need theirs)."""
     m = _obj(obj, "metadata", "")
     name = _str(m, "name", "metadata.")
     if not name:
         raise ParseError("metadata.name is missing")
     refs = _list(m, "ownerReferences", "metadata.")
-    owners = tuple([_owner_ref(i, ref) for i, ref in enumerate(refs)]) if refs else ()
+    owners = shared_tuple(tuple([_owner_ref(i, ref) for i, ref in enumerate(refs)])) if refs else ()
+    resource_version = _str(m, "resourceVersion", "metadata.")
     return Meta(  # positional: a third faster than keywords for a frozen dataclass
         name,
         _istr(m, "namespace", "metadata."),
         _str(m, "uid", "metadata."),
-        _str(m, "resourceVersion", "metadata."),
+        resource_version if version else "",
         _time(m, "creationTimestamp", "metadata."),
         _time(m, "deletionTimestamp", "metadata."),
-        tuple(map(sys.intern, _strings(m, "finalizers", "metadata."))),
+        shared_tuple(tuple(map(sys.intern, _strings(m, "finalizers", "metadata.")))),
         owners,
     )
+
+
+@functools.lru_cache(maxsize=8192)
+def shared_tuple(items: tuple[Any, ...]) -> tuple[Any, ...]:
+    """One tuple for all the objects that hold an equal one (the owner references of a ReplicaSet's pods, the
+    finalizers of the IP CRs, a pod's attachments): 56 bytes and more an object."""
+    return items
 
 
 def _owner_ref(i: int, ref: Any) -> OwnerRef:
@@ -350,15 +356,14 @@ def _pod_networks(annotations: Raw) -> tuple[PodNetwork, ...]:
         provider = key[: -len(_ALLOCATED_SUFFIX)]
         if not provider:
             continue
-        nets.append(
-            PodNetwork(
-                provider=sys.intern(provider),
-                ip_address=str(annotations.get(f"{provider}.kubernetes.io/ip_address", "")),
-                mac_address=str(annotations.get(f"{provider}.kubernetes.io/mac_address", "")),
-                logical_switch=sys.intern(str(annotations.get(f"{provider}.kubernetes.io/logical_switch", ""))),
-            )
-        )
-    return tuple(sorted(nets, key=lambda n: n.provider)) if len(nets) > 1 else tuple(nets)
+        nets.append(_pod_network(provider, str(annotations.get(f"{provider}.kubernetes.io/logical_switch", ""))))
+    return shared_tuple(tuple(sorted(nets, key=lambda n: n.provider)) if len(nets) > 1 else tuple(nets))
+
+
+@functools.lru_cache(maxsize=8192)
+def _pod_network(provider: str, logical_switch: str) -> PodNetwork:
+    """One PodNetwork for all the pods attached alike."""
+    return PodNetwork(sys.intern(provider), sys.intern(logical_switch))
 
 
 def parse_pod(obj: Any) -> Pod:
@@ -367,12 +372,11 @@ def parse_pod(obj: Any) -> Pod:
     spec = _obj(root, "spec", "")
     status = _obj(root, "status", "")
     return Pod(
-        meta=parse_meta(root),
+        meta=parse_meta(root, version=False),
         phase=_istr(status, "phase", "status."),
         reason=_istr(status, "reason", "status."),
         restart_policy=_istr(spec, "restartPolicy", "spec."),
         host_network=_bool(spec, "hostNetwork", "spec."),
-        node_name=_istr(spec, "nodeName", "spec."),
         grace_period=_opt_int(meta, "deletionGracePeriodSeconds", "metadata."),
         networks=_pod_networks(_annotations(root)),
     )
@@ -501,8 +505,10 @@ def parse_ovn_eip(obj: Any) -> Eip:
         subnet_label=sys.intern(str(_labels(root).get(SUBNET_LABEL, ""))),
     )
 
+@functools.lru_cache(maxsize=4096)
 def parse_timestamp(text: str) -> dt.datetime | None:
-    """RFC 3339 ``Time``/``MicroTime`` as any client writes it, as aware UTC; None when unreadable."""
+    """RFC 3339 ``Time``/``MicroTime`` as any client writes it, as aware UTC; None when unreadable. One object
+    for equal texts (objects created in the same second share their creationTimestamp)."""
     try:
         t = dt.datetime.fromisoformat(text)
     except ValueError:

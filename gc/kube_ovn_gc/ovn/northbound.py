@@ -4,11 +4,15 @@
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
 from types import TracebackType
 from typing import Any, Literal, NoReturn, TypedDict, TypeVar
+
+import msgspec
+import orjson
 
 from ..errors import (
     ConfigError,
@@ -84,36 +88,75 @@ def _map_dict(value: Any) -> dict[str, str]:
     return {k: v for k, v in value[1]}
 
 
-def _build_ports(switches: list[Any], rows: list[Any]) -> list[Port]:
-    """``Port`` objects from the two ``select`` results; the hot loop of :meth:`lsp_list`."""
+def _holders(switches: Iterable[Any]) -> dict[str, tuple[str, str]]:
+    """Port uuid -> (name, uuid) of the first switch whose ``ports`` holds it, from the undecoded switch rows."""
     holder: dict[str, tuple[str, str]] = {}
-    for sw in switches:
+    for row in switches:
+        sw = msgspec.json.decode(row)
         held = (sw["name"], sw["_uuid"][1])
         for u in _uuids(sw["ports"]):
             holder.setdefault(u, held)
+    return holder
+
+
+def _build_ports(holder: dict[str, tuple[str, str]], rows: Iterable[Any]) -> list[Port]:
+    """``Port`` objects from the port rows, undecoded (each is decoded here, then dropped; see
+    :func:`.wire._parse_raw`), and :func:`_holders`, which this empties as it goes (each uuid string it held is
+    freed when its port is built: ~85 bytes a port less at the peak); the hot loop of :meth:`lsp_list`."""
     orphan = ("", "")
     ports: list[Port] = []
     append = ports.append
     # One tuple for each (key, value) pair that many ports have ("vendor"/"kube-ovn", "ls"/<switch>, the
-    # security-group keys): ~600 bytes less a port, ~90 MB at 150k ports; "pod" pairs stay unique.
+    # security-group keys): ~600 bytes less a port, ~90 MB at 150k ports. "pod" pairs are each a port's own:
+    # not looked up, their key shared.
     pairs: dict[tuple[Any, ...], tuple[Any, ...]] = {}
-    shared = pairs.setdefault
-    for r in rows:
+    shared = pairs.get
+    keep = pairs.setdefault
+    intern = sys.intern
+    decode = msgspec.json.decode
+    pod = intern("pod")
+
+    def pair_of(kv: list[str]) -> tuple[str, str]:
+        k, v = kv
+        if k == pod:
+            return pod, v
+        key = (k, v)
+        return shared(key) or keep(key, (intern(k), v))
+
+    for row in rows:
+        r = decode(row)
         u = r["_uuid"][1]
-        switch, switch_uuid = holder.get(u, orphan)
+        switch, switch_uuid = holder.pop(u, orphan)
         addresses = r["addresses"]
         append(
             Port(
                 u,
                 r["name"],
                 r["type"],
-                tuple([shared(pair, pair) for pair in map(tuple, r["external_ids"][1])]),
+                tuple(map(pair_of, r["external_ids"][1])),
                 (addresses,) if isinstance(addresses, str) else tuple(addresses[1]),
                 switch,
                 switch_uuid,
             )
         )
     return ports
+
+
+class _SelectResult(msgspec.Struct):
+    """One operation's result, its rows undecoded."""
+
+    rows: list[msgspec.Raw] | msgspec.UnsetType = msgspec.UNSET
+    error: Any = msgspec.UNSET
+    details: Any = msgspec.UNSET
+
+    def as_checked(self) -> dict[str, Any]:
+        """As :func:`.wire._check_results` reads a result."""
+        if self.error is not msgspec.UNSET:
+            return {"error": self.error} | ({"details": self.details} if self.details is not msgspec.UNSET else {})
+        return {} if self.rows is msgspec.UNSET else {"rows": self.rows}
+
+
+_SELECT_RESULTS = msgspec.json.Decoder(list[_SelectResult])
 
 
 # --- the adapter ------------------------------------------------------------------
@@ -172,12 +215,13 @@ class OvsdbNorthbound:
         ]
         started = time.monotonic()
         with gc_paused():
-            results = self._retrying("NB lsp-list", partial(self._transact, ops))
-            switches, rows = results[0]["rows"], results[1]["rows"]
+            switches, rows = self._retrying("NB lsp-list", partial(self._transact_rows, ops))
             switch_count = len(switches)
-            ports = _build_ports(switches, rows)
+            holder = _holders(switches)
+            del switches
+            ports = _build_ports(holder, rows)
             self.list_bytes = self.last_received
-            del results, switches, rows  # freed before the collector resumes: less for it to scan
+            del rows, holder  # freed before the collector resumes: less for it to scan
         log.info(
             "listed %d logical switch ports in %d switches from %s in %.2fs",
             len(ports),
@@ -445,6 +489,29 @@ class OvsdbNorthbound:
         if reply.get("error") is not None:
             raise _rpc_error(conn.remote, reply["error"])
         return _check_results(conn.remote, ops, reply.get("result"))
+
+    def _transact_rows(self, ops: Sequence[Mapping[str, Any]]) -> list[list[msgspec.Raw]]:
+        """:meth:`_transact` of ``select`` operations only, each result's rows left undecoded (one
+        :class:`msgspec.Raw` a row; see :func:`.wire._parse_raw`)."""
+        conn = self._connection()
+        before = conn.received
+        reply = conn.call("transact", [NB_DB, *ops], raw=True)
+        self.last_received = conn.received - before
+        if reply.get("error") is not None:
+            raise _rpc_error(conn.remote, reply["error"])
+        result = reply.get("result")
+        if not isinstance(result, msgspec.Raw):  # a reply read the plain way (see .wire._parse)
+            result = msgspec.Raw(orjson.dumps(result))
+        try:
+            decoded = _SELECT_RESULTS.decode(result)
+        except msgspec.DecodeError:  # not a list of objects: said as the plain way says it
+            _check_results(conn.remote, ops, msgspec.json.decode(result))
+            raise FatalError(f"{conn.remote}: transact result is not a list of objects") from None
+        checked = _check_results(conn.remote, ops, [r.as_checked() for r in decoded])
+        for i, res in enumerate(checked):
+            if not isinstance(res.get("rows"), list):
+                raise FatalError(f"{conn.remote}: select (operation {i}) answered no rows")
+        return [res["rows"] for res in checked]
 
     def _current(self, ports: Sequence[Port]) -> dict[str, tuple[str, dict[str, str]]]:
         """The name and external_ids each port has now (absent ports are left out)."""
