@@ -9,6 +9,8 @@ from collections import Counter
 from typing import Any, TypeVar
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from builders import NOW, OLD, ip, launcher, pod, port, snapshot, sts, sts_ref, subnet, vm
 from kube_ovn_gc import doctor, status
@@ -597,3 +599,21 @@ def test_a_nad_attached_twice_has_a_port_per_interface(annotated: bool) -> None:
                                     provider="n1.default.ovn"),))
     finding = only(examine(snap), MISSING)
     assert finding.objects == (Ref("Pod", "p", "default"), Ref("LSP", "p.default.n1.default.ovn.net2", missing=True))
+
+
+# --- the duplicate index holds each address once ------------------------------------------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["s1", "s2", "s3"]),
+                          st.frozensets(st.tuples(st.sampled_from([4, 6]), st.integers(0, 6)), max_size=3)),
+                max_size=25))
+def test_held_twice_is_the_full_index_of_holders_less_the_addresses_held_once(
+        held: list[tuple[str, frozenset[tuple[int, int]]]]) -> None:
+    holders = [(where, addresses, object()) for where, addresses in held]  # the same address may recur anywhere
+    every: dict[tuple[str, tuple[int, int]], list[object]] = {}
+    for where, addresses, holder in holders:
+        for addr in addresses:
+            every.setdefault((where, addr), []).append(holder)
+    expected = [(key, list(hs)) for key, hs in every.items() if len(hs) > 1]
+    assert list(doctor._held_twice(lambda: iter(holders)).items()) == expected  # same holders, same order

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -14,12 +15,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from kube_ovn_gc import ovn
 from kube_ovn_gc.errors import ConfigError, ConflictError, FatalError, NotFoundError, TransientError
 from kube_ovn_gc.model import Port, PortName, PortUUID
-from kube_ovn_gc.ovn import OvsdbNorthbound, parse_remotes
+from kube_ovn_gc.ovn import OvsdbNorthbound, parse_remotes, wire
 from kube_ovn_gc.retry import RetryPolicy
 from kube_ovn_gc.settings import NbSettings
 from ovsdb import OvsdbServer, encode_map
@@ -217,6 +219,47 @@ def test_lsp_list_decodes_ovsdb_sets_and_maps(nb_server: OvsdbServer) -> None:
     assert ports["two"].type == "localnet"
     assert dict(ports["two"].external_ids) == {"vendor": "kube-ovn", "pod": "ns/two", "ls": "s1", "attach-vips": "a,b"}
     assert {p.switch_uuid for p in ports.values()} == {sw}
+
+
+def test_lsp_list_without_addresses_reads_less_and_lsp_addresses_reads_them_for_some_ports(
+        nb_server: OvsdbServer) -> None:
+    nb_server.add_switch("s1")
+    nb_server.add_ports("s1", [{"name": "none", "addresses": []},
+                               {"name": "one", "addresses": "00:00:00:00:00:01 10.0.0.1"},
+                               {"name": "two", "addresses": ["unknown", "dynamic"]}])
+    with connect(nb_server.unix_remote) as nb:
+        full = nb.lsp_list()
+        full_bytes = nb.list_bytes
+        light = nb.lsp_list(addresses=False)
+        light_bytes = nb.list_bytes
+        assert (nb.list_requests, light_bytes < full_bytes) == (1, True)
+        assert [dataclasses.replace(p, addresses=()) for p in full.ports] == list(light.ports)
+        by_uuid = {p.uuid: p.addresses for p in full.ports}
+        nb.lsp_del([p for p in light.ports if p.name == "none"])
+        got = nb.lsp_addresses([p.uuid for p in light.ports])
+        assert nb.list_requests == 2 and nb.list_bytes > light_bytes  # added to what the list cost
+    assert got == {u: a for u, a in by_uuid.items() if a != ()}  # the deleted port is left out
+    assert sorted(got[next(p.uuid for p in full.ports if p.name == "two")]) == ["dynamic", "unknown"]
+
+
+def test_a_reply_left_undecoded_points_into_bytes_that_never_change() -> None:
+    """The rows of lsp_list's reply stay undecoded (msgspec.Raw) until each Port is built: the bytes under them must
+    be the connection's buffer only when it gives that buffer up (the reply is all of it), else a copy."""
+    reply = b'{"id": 7, "result": [{"rows": [{"name": "a"}]}], "error": null}'
+    buf = bytearray(reply)
+    (msg,) = wire._parse(buf, 0, len(buf), "test", whole=False, raw=True)
+    assert isinstance(msg["result"], msgspec.Raw) and (msg["id"], msg["error"]) == (7, None)
+    assert bytes(msg["result"]) == b'[{"rows": [{"name": "a"}]}]'
+    probe = b'{"id": "echo", "method": "echo", "params": []}'
+    buf = bytearray(probe + b"\n" + reply)
+    (msg,) = wire._parse(buf, len(probe) + 1, len(buf), "test", whole=False, raw=True)
+    buf[:] = b"x" * len(buf)  # the connection compacts or reuses its buffer: the copy is not touched
+    assert msgspec.json.decode(msg["result"]) == [{"rows": [{"name": "a"}]}]
+    with pytest.raises(wire._IncompleteError):
+        wire._parse(bytearray(reply[:-5]), 0, len(reply) - 5, "test", whole=False, raw=True)
+    spaced = bytearray(probe + b" " * 100 + reply)  # two messages the boundary search cannot split: the plain way
+    first, second = wire._parse(spaced, 0, len(spaced), "test", whole=True, raw=True)
+    assert (first["method"], second["result"]) == ("echo", [{"rows": [{"name": "a"}]}])
 
 
 def test_lsp_list_of_an_empty_database(nb_server: OvsdbServer) -> None:

@@ -21,12 +21,13 @@ from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from builders import NOW, pod
 from fakeapi import POD_FIELDS, FakeApiServer
 from kube_ovn_gc import doctor, kube, metrics
 from kube_ovn_gc.errors import FatalError
-from kube_ovn_gc.model import Pod, Snapshot
+from kube_ovn_gc.model import KubeSnapshot, NbSnapshot, Node, Pod, Snapshot
 from kube_ovn_gc.plan import Plan, Policy, plan
 from kube_ovn_gc.report import Report
 from kube_ovn_gc.retry import RetryPolicy
@@ -112,18 +113,46 @@ def comparable(p: Plan) -> tuple[Any, ...]:
             sorted((s.kind, s.name, s.reason) for s in p.skipped), sorted(p.kept.items()))
 
 
+def node_manifest(n: Node) -> dict[str, Any]:
+    """A Node as kube-apiserver serves it: what the job reads, and the status that is most of its bytes."""
+    annotations = {"ovn.kubernetes.io/allocated": "true"} if n.allocated else {}
+    return {"apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": n.name, "uid": n.uid or f"uid-{n.name}", "annotations": annotations,
+                         "labels": {"kubernetes.io/hostname": n.name}},
+            "spec": {"podCIDR": "10.244.0.0/24"},
+            "status": {"conditions": [{"type": "Ready", "status": "True"}],
+                       "images": [{"names": [f"registry.example/image-{i}:v1"], "sizeBytes": 1000 + i}
+                                  for i in range(5)]}}
+
+
+def without_addresses(nb: NbSnapshot) -> NbSnapshot:
+    """The ports as ``run`` and ``check`` list them: without their addresses (``lsp_list(addresses=False)``)."""
+    return NbSnapshot(tuple(dataclasses.replace(p, addresses=()) for p in nb.ports), nb.switch_count)
+
+
 def check_same_decisions(api: Api, case: Case) -> None:
     api.server.rollback(api.empty)
     api.server.seed("pods", [manifest(p) for p in case.snapshot.kube.pods])
+    api.server.seed("nodes", [node_manifest(n) for n in case.snapshot.kube.nodes])
     reader = api.reader()
     before, light = full_pods(reader), reader._read_pods()
     assert sorted(p.meta.key for p in light) == sorted(p.meta.key for p in before)
+    nodes_before = reader._list(kube.NODES, kube.parse_node)[0]  # in full, as before
+    api.server.reset_log()
+    nodes_light = reader.read_owners(KubeSnapshot()).nodes  # metadata-only, as a pass reads them
+    assert {r.accept for r in api.server.requests if r.verb == "list" and r.resource == "nodes"} == {
+        kube.METADATA_ONLY}
     policy = Policy(now=NOW, min_age=case.min_age, keep_vm_ip=case.keep_vm_ip)
-    on = {name: Snapshot(case.snapshot.nb, dataclasses.replace(case.snapshot.kube, pods=pods))
-          for name, pods in (("original", case.snapshot.kube.pods), ("full", before), ("light", light))}
+    kube_of = case.snapshot.kube
+    on = {name: Snapshot(case.snapshot.nb, dataclasses.replace(kube_of, pods=pods, nodes=nodes))
+          for name, pods, nodes in (("original", kube_of.pods, kube_of.nodes), ("full", before, nodes_before),
+                                    ("light", light, nodes_light))}
     plans = {name: comparable(plan(snap, policy)) for name, snap in on.items()}
-    assert plans["full"] == plans["original"], "the rendering of the pods lost something"
+    assert plans["full"] == plans["original"], "the rendering of the pods or nodes lost something"
     assert plans["light"] == plans["full"]
+    # run and check list the ports without their addresses: no rule reads them
+    assert comparable(plan(dataclasses.replace(on["light"], nb=without_addresses(case.snapshot.nb)), policy)) \
+        == plans["full"]
     findings = {name: doctor.examine(snap, policy, dt.timedelta(minutes=10)) for name, snap in on.items()}
     assert findings["light"] == findings["full"]
 
@@ -285,3 +314,32 @@ def test_read_costs_go_to_the_metrics_and_the_summary_line() -> None:
     assert got[("kube_ovn_gc_read_seconds", "nb")] == 0.5
     assert "49.0 MiB read" in report.summary()  # 3 MiB + 45.98 MiB
     assert report.as_json()["reads"] == reads
+
+
+def _merge_by_dict(active: list[Pod], ended: list[Pod], host: list[Pod]) -> tuple[Pod, ...]:
+    """merge_pods as it was written first: one dict of every pod by (namespace, name, uid)."""
+    pods = {(p.meta.namespace, p.meta.name, p.meta.uid): p for p in active}
+    for p in ended:
+        pods[p.meta.namespace, p.meta.name, p.meta.uid] = p
+    for p in host:
+        key = (p.meta.namespace, p.meta.name, p.meta.uid)
+        known = pods.get(key)
+        if known is None:
+            pods[key] = dataclasses.replace(p, host_network=True)
+        elif not known.host_network:
+            pods[key] = dataclasses.replace(known, host_network=True)
+    return tuple(pods.values())
+
+
+_SOME_PODS = [pod(ns, name, phase=phase, restart="Never") for ns in ("a", "b") for name in ("x", "y", "z")
+              for phase in ("", "Succeeded")]
+_RECREATED = [dataclasses.replace(p, meta=dataclasses.replace(p.meta, uid="other")) for p in _SOME_PODS[:4]]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(_SOME_PODS + _RECREATED), unique_by=lambda p: (p.meta.key, p.meta.uid)),
+       st.lists(st.sampled_from(_SOME_PODS + _RECREATED)), st.lists(st.sampled_from(_SOME_PODS + _RECREATED)))
+def test_merge_pods_gives_what_one_dict_of_every_pod_gave(active: list[Pod], ended: list[Pod],
+                                                          host: list[Pod]) -> None:
+    # ``active`` is one list: each pod once; the ended lists and the host-network list may repeat one
+    assert kube.merge_pods(active, ended, host) == _merge_by_dict(active, ended, host)

@@ -9,7 +9,13 @@ from .model import IpCR, KubeSnapshot, NbSnapshot, Node, Pod, Port, PortUUID, St
 
 
 class Northbound(Protocol):
-    def lsp_list(self) -> NbSnapshot: ...
+    def lsp_list(self, *, addresses: bool = True) -> NbSnapshot:
+        """Every port; without ``addresses``, each port's left empty (:meth:`lsp_addresses` reads them)."""
+        ...
+
+    def lsp_addresses(self, uuids: Iterable[PortUUID]) -> Mapping[PortUUID, tuple[str, ...]]:
+        """The ``addresses`` of these ports (absent ones left out)."""
+        ...
 
     def lsp_get(self, uuids: Iterable[PortUUID]) -> Mapping[PortUUID, Any]:
         """Full rows of these ports with their switch (for the undo record)."""

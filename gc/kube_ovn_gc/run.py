@@ -126,6 +126,23 @@ def _no_guard() -> None:
     return None
 
 
+def _with_addresses(the_plan: planner.Plan, nb: Northbound, cost: dict[str, float]) -> planner.Plan:
+    """The plan with the addresses of its ports, for the report: the port list is read without them (no rule
+    reads them; 13% of the NB bytes: 7 MB at 150k ports), so they are read now for these ports only. What it
+    costs is added to ``cost`` (the NB read's)."""
+    if not the_plan.ports:
+        return the_plan
+    before, started = int(getattr(nb, "list_bytes", 0)), time.monotonic()
+    requests = int(getattr(nb, "list_requests", 0))
+    found = nb.lsp_addresses([a.port.uuid for a in the_plan.ports])
+    cost["requests"] += int(getattr(nb, "list_requests", 0)) - requests  # counted by the OVSDB adapter
+    cost["bytes"] += int(getattr(nb, "list_bytes", 0)) - before
+    cost["seconds"] = round(cost["seconds"] + time.monotonic() - started, 3)
+    ports = tuple(dataclasses.replace(a, port=dataclasses.replace(a.port, addresses=found.get(a.port.uuid, ())))
+                  for a in the_plan.ports)
+    return dataclasses.replace(the_plan, ports=ports)
+
+
 def _refused(the_plan: planner.Plan) -> list[ActionRecord]:
     """What would have gone, when a rail refuses the whole plan."""
     return ([ActionRecord("ip", a.ip.meta.name, a.reason, PLANNED, apply.ip_detail(a.ip)) for a in the_plan.ips]
@@ -201,7 +218,7 @@ def _run_pass(settings: Settings, backends: Backends | None) -> Report:
             def read_nb() -> tuple[Northbound, NbSnapshot]:
                 client = nb_held.enter_context(nb_open())
                 read_started = time.monotonic()
-                nb_snapshot = client.lsp_list()
+                nb_snapshot = client.lsp_list(addresses=False)  # no rule reads them; see _with_addresses
                 nb_seconds[0] = time.monotonic() - read_started
                 nb_bytes[0] = int(getattr(client, "list_bytes", 0))  # counted by the OVSDB adapter
                 return client, nb_snapshot
@@ -239,7 +256,7 @@ def _run_pass(settings: Settings, backends: Backends | None) -> Report:
             inventory.update(snapshot.inventory())
             log.info("read %s", inventory)
             policy = planner.Policy(now=started, min_age=settings.min_age, keep_vm_ip=settings.keep_vm_ip)
-            the_plan = planner.plan(snapshot, policy)
+            the_plan = _with_addresses(planner.plan(snapshot, policy), nb, reads["nb"])
             actions += _skipped(the_plan.skipped, kube_snapshot)
             if reviewed is not None:  # only what was reviewed, and is still that leak (review.py)
                 restricted = review.restrict(the_plan, reviewed, kube_snapshot, nb_snapshot, policy)

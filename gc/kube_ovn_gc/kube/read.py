@@ -180,7 +180,9 @@ class KubeReader(_KubeAccess):
         """
         with gc_paused(), ThreadPoolExecutor(max_workers=6, thread_name_prefix="gc-owners") as pool:
             pods = pool.submit(self._read_pods)
-            nodes = pool.submit(self._list, NODES, parse_node)
+            # Nodes metadata-only: a Node's decision is its name and an annotation (parse_node), and its status
+            # (images, conditions) is most of its bytes.
+            nodes = pool.submit(self._list, NODES, parse_node, metadata_only=True)
             statefulsets = pool.submit(self._list, STATEFULSETS, parse_statefulset)
             kubevirt = pool.submit(self._read_kubevirt)
             vips = pool.submit(self._list_optional, VIPS, parse_vip)
