@@ -418,7 +418,9 @@ def table(results: list[SizeResult]) -> str:
             f"| {r.median('jobs', 'max_rss_mib'):.0f} / {doctor} MiB "
             f"| {job_bytes / 2**20:.0f} / {floor_bytes / 2**20:.0f} (**{job_bytes / floor_bytes:.0%}**) "
             f"| {r.median('nb_deletes', 'seconds'):.2f} s |")
-    lines += ["", "What the run read, per source (medians: requests, MiB; the floor's MiB):", ""]
+    lines += ["", "What the run read, per source (medians: requests, MiB, the floor's MiB, and seconds in its "
+              "requests, summed over a kind's lists, which overlap: the pods' seven, and the owner kinds with each "
+              "other):", ""]
     head3 = "| source | " + " | ".join(f"{r.size:,}" for r in results) + " |"
     lines += [head3, "|" + "---|" * (head3.count("|") - 1)]
     sources = sorted({s for r in results for j in r.jobs for s in j["reads"]}, key=lambda s: (s != "pods", s))
@@ -432,7 +434,8 @@ def table(results: list[SizeResult]) -> str:
                 continue
             mib = statistics.median(g["bytes"] for g in got) / 2**20
             cells.append(f"{statistics.median(g['requests'] for g in got):.0f} req, {mib:.1f} MiB"
-                         + (f" ({floor_mib:.1f})" if floor_mib else ""))
+                         + (f" ({floor_mib:.1f})" if floor_mib else "")
+                         + f", {statistics.median(g['seconds'] for g in got):.2f} s")
         lines.append(f"| {source} | " + " | ".join(cells) + " |")
     lines += ["", "Where the job's time goes (medians, seconds):", ""]
     head2 = "| step | " + " | ".join(f"{r.size:,}" for r in results) + " |"
