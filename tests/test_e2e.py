@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -166,20 +167,30 @@ def test_nb_is_read_whole_before_any_owner_while_the_lease_is_taken_meanwhile(
     before the first owner list. The start-up (imports, kubeconfig, Lease) and the Subnets -> IP CRs
     lists overlap the NB read; the owner lists start only once both NB and the IP CRs are read."""
     marks: dict[str, float] = {}
+    seen = {name: threading.Event() for name in ("lease taken", "last ip page")}
     real_lsp_list = OvsdbNorthbound.lsp_list
 
     def slow_lsp_list(self: OvsdbNorthbound, *, addresses: bool = True) -> NbSnapshot:
+        # A large NB: ovsdb-server answers only once the Lease and the IP CRs were asked for. An event,
+        # not a sleep, so a loaded machine cannot reorder the marks; a pass that read them one after
+        # the other would wait the full 10 s here and fail the ordering below.
         marks["nb asked"] = time.monotonic()
-        time.sleep(0.5)  # a large NB: ovsdb-server takes its time to answer
+        for event in seen.values():
+            event.wait(10)
         snapshot = real_lsp_list(self, addresses=addresses)
         marks["nb read"] = time.monotonic()
         return snapshot
 
+    def mark(name: str) -> None:
+        marks[name] = time.monotonic()
+        if name in seen:
+            seen[name].set()
+
     def first(name: str) -> Callable[[FakeApiServer], None]:
-        return lambda _server: marks.setdefault(name, time.monotonic())  # type: ignore[func-returns-value]
+        return lambda _server: None if name in marks else mark(name)
 
     def last(name: str) -> Callable[[FakeApiServer], None]:
-        return lambda _server: marks.__setitem__(name, time.monotonic())
+        return lambda _server: mark(name)
 
     monkeypatch.setattr(OvsdbNorthbound, "lsp_list", slow_lsp_list)
     kube_api.before("GET", r"^/apis/kubeovn\.io/v1/subnets$", first("first list"), times=None)
