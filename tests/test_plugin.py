@@ -273,6 +273,25 @@ def test_a_configmap_that_cannot_be_created_takes_its_job_with_it(sandbox: Sandb
     assert len(sandbox.controller.started) == 1, "only the check ran"
 
 
+def test_tidying_up_that_fails_warns_and_keeps_the_pass_code(sandbox: Sandbox) -> None:
+    """The ConfigMap and the Job are tidied after the report is read; a refused delete is a warning that
+    names the rule and what removes the object instead, never the pass's exit code."""
+    path = _reviewed(sandbox)
+    for resource in ("configmaps", "jobs"):
+        sandbox.api.inject("DELETE", rf"/namespaces/kube-system/{resource}/[^/]+$", 403, times=None)
+    out = sandbox.ovn_gc("run", "--from-report", str(path))
+    assert out.returncode == 0, out.stderr
+    [job] = sandbox.jobs()
+    [cm] = [c["metadata"]["name"] for c in sandbox.api.list("configmaps", NS)]
+    assert (f"warning: could not delete configmap kube-system/{cm}: " in out.stderr
+            and '; it goes with its Job (grant {apiGroups: [""], resources: ["configmaps"], verbs: ["delete"]}'
+            in out.stderr), out.stderr
+    assert (f"warning: could not delete Job kube-system/{job}: " in out.stderr
+            and '; it goes after its ttlSecondsAfterFinished (grant {apiGroups: ["batch"], resources: ["jobs"], '
+                'verbs: ["delete"]}' in out.stderr), out.stderr
+    assert "Traceback" not in out.stderr
+
+
 def test_report_argument_and_the_mounted_report() -> None:
     assert jobs.report_argument(["--from-report", "r.json", "--min-age", "0s"]) == (
         ["--from-report", "/var/run/kube-ovn-gc/reviewed/report.json", "--min-age", "0s"], "r.json")

@@ -224,15 +224,9 @@ class Runner:
         """After the report is read (without --keep). Were it left, it would go with its Job all the same."""
         if not self.configmap or self.o.keep:
             return
-        path = f"/api/v1/namespaces/{self.o.namespace}/configmaps/{self.configmap}"
-        try:
-            self.api.request("DELETE", path)
-        except ApiError as exc:
-            if exc.status != 404:
-                self.err(f"warning: could not delete configmap {self.o.namespace}/{self.configmap}: {exc.message}; "
-                         f"it goes with its Job (grant {rule(DELETE_CONFIGMAP, self.o.namespace)})")
-        except ClusterError as exc:
-            self.err(f"warning: could not delete configmap {self.o.namespace}/{self.configmap}: {exc}")
+        self.delete_quietly(f"/api/v1/namespaces/{self.o.namespace}/configmaps/{self.configmap}",
+                            f"configmap {self.o.namespace}/{self.configmap}", "it goes with its Job",
+                            DELETE_CONFIGMAP)
 
     def wait_for_pod(self, uid: str) -> None:
         """Until the pod's container has started (or ended); fails fast when it cannot start."""
@@ -323,16 +317,21 @@ class Runner:
         if self.o.keep and not force:
             self.err(f"job {self.o.namespace}/{self.job} kept (--keep)")
             return
-        path = f"/apis/batch/v1/namespaces/{self.o.namespace}/jobs/{self.job}"
+        self.delete_quietly(f"/apis/batch/v1/namespaces/{self.o.namespace}/jobs/{self.job}", self.where(),
+                            "it goes after its ttlSecondsAfterFinished", DELETE_JOB,
+                            body={"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background"})
+
+    def delete_quietly(self, path: str, what: str, otherwise: str, grant: tuple[str, str, str, str], *,
+                       body: JSON | None = None) -> None:
+        """Tidying up after the pass: a failure is a warning (saying what happens instead), never the exit code."""
         try:
-            self.api.request("DELETE", path, body={"apiVersion": "v1", "kind": "DeleteOptions",
-                                                   "propagationPolicy": "Background"})
+            self.api.request("DELETE", path, body=body)
         except ApiError as exc:
             if exc.status != 404:
-                self.err(f"warning: could not delete {self.where()}: {exc.message}; it goes after its "
-                         f"ttlSecondsAfterFinished (grant {rule(DELETE_JOB, self.o.namespace)})")
+                self.err(f"warning: could not delete {what}: {exc.message}; {otherwise} "
+                         f"(grant {rule(grant, self.o.namespace)})")
         except ClusterError as exc:
-            self.err(f"warning: could not delete {self.where()}: {exc}")
+            self.err(f"warning: could not delete {what}: {exc}")
 
     # ------------------------------------------------------------------ pieces
 
