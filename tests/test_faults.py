@@ -22,7 +22,7 @@ from kube_ovn_gc.kube import KubeWriter
 from kube_ovn_gc.model import IpCR, KubeSnapshot, Subnet
 from kube_ovn_gc.run import refresher
 from ovsdb import OvsdbServer
-from scenario import Cluster, kube_ovn_controller, seed_demo
+from scenario import OLD, Cluster, kube_ovn_controller, seed_demo
 
 LEAKED_IPS = {"vm-deleted.default", "job-7f9c.default", "db-1.default"}
 LIVING_IPS = {"web-1.default", "web-2.default", "vm-running.default", "vm-stopped.default", "db-0.default",
@@ -345,6 +345,7 @@ def test_record_and_restore_put_back_what_a_pass_deleted(demo: Cluster, kube_api
     result = CliRunner().invoke(main, ["restore", str(path), "--kubeconfig", str(kubeconfig),
                                        "--ovn-nb", nb_server.unix_remote, "--output", "json"])
     assert result.exit_code == 0, result.stdout
+    assert "does not record which cluster" in json.loads(result.stdout)["warning"]  # no kube-system here
     restored = kube_api.get("ips", "vm-deleted.default")
     assert restored is not None and restored["spec"]["v4IpAddress"] == "10.16.0.6"
     ports = {p["name"]: p for p in nb_server.ports()}
@@ -355,6 +356,37 @@ def test_record_and_restore_put_back_what_a_pass_deleted(demo: Cluster, kube_api
                                       "--ovn-nb", nb_server.unix_remote, "--output", "json"])
     assert again.exit_code == 5
     assert {a["outcome"] for a in json.loads(again.stdout)["actions"]} == {"skipped"}
+
+
+def test_restore_puts_back_only_into_the_cluster_the_report_was_made_on(
+        demo: Cluster, kube_api: FakeApiServer, nb_server: OvsdbServer, kubeconfig: Path, tmp_path: Path) -> None:
+    kube_api.create("namespaces", {"metadata": {"name": "kube-system", "creationTimestamp": OLD}})
+    uid = kube_api.get("namespaces", "kube-system")["metadata"]["uid"]  # type: ignore[index]
+    result, report = gc(kubeconfig, nb_server, "run")
+    assert result.exit_code == 0 and report["cluster"]["uid"] == uid
+    kube_ovn_controller(kube_api, nb_server)
+
+    def restore(data: dict[str, Any]) -> Result:
+        path = tmp_path / "run.json"
+        path.write_text(json.dumps(data))
+        return CliRunner().invoke(main, ["restore", str(path), "--kubeconfig", str(kubeconfig),
+                                         "--ovn-nb", nb_server.unix_remote, "--output", "json"])
+
+    before = (kube_api.list("ips"), sorted(p["uuid"] for p in nb_server.ports()))
+    foreign = restore({**report, "cluster": {"uid": "0000-other", "server": "https://10.9.0.1:6443"}})
+    assert foreign.exit_code == 2
+    assert "was made on another cluster: namespace kube-system uid 0000-other" in foreign.stderr
+    assert (kube_api.list("ips"), sorted(p["uuid"] for p in nb_server.ports())) == before  # nothing put back
+    kube_api.inject("GET", r"^/api/v1/namespaces/kube-system$", 403, times=None)  # an older RBAC, say
+    unchecked = restore(report)
+    assert unchecked.exit_code == 2 and "cannot tell whether" in unchecked.stderr
+    assert (kube_api.list("ips"), sorted(p["uuid"] for p in nb_server.ports())) == before
+    kube_api.clear_faults()
+    home = restore(report)
+    assert home.exit_code == 0, home.stdout
+    restored = json.loads(home.stdout)
+    assert restored["cluster"]["uid"] == uid and "warning" not in restored
+    assert {a["name"] for a in restored["actions"] if a["outcome"] == "done"} == LEAKED_IPS | {"old-pod.default"}
 
 
 def test_restore_rejects_a_file_that_is_not_a_report(kubeconfig: Path, nb_server: OvsdbServer,

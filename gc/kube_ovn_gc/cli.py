@@ -242,7 +242,7 @@ def restore(report_file: str, **opts: Any) -> None:
     """Put back the IP CRs and ports a pass deleted, from its JSON report (--output json or --record).
 
     Names that exist again are refused and left alone. Exit 0 when everything was restored,
-    5 when something was refused or failed, 2 on a bad report.
+    5 when something was refused or failed, 2 on a bad report or one made on another cluster.
     """
     import datetime as dt
     import time
@@ -255,10 +255,15 @@ def restore(report_file: str, **opts: Any) -> None:
     settings = build_settings(False, **opts)
     started, clock = dt.datetime.now(dt.UTC), time.monotonic()
     try:
-        entries = undo.load(report_file)
+        loaded = undo.load(report_file)
         api = kube.api_client(settings.kube)
+        live = _restore_target(api, settings)
+        warning = undo.check_cluster(report_file, loaded.cluster, live)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from exc
+    entries = loaded.entries
+    if warning:
+        log.warning("%s", warning)
 
     @contextmanager
     def nb() -> Any:
@@ -267,8 +272,11 @@ def restore(report_file: str, **opts: Any) -> None:
 
     records = undo.restore(entries, kube.KubeWriter(api, settings.kube, settings.retry), nb)
     code = ExitCode.OK if all(r.outcome == DONE for r in records) else ExitCode.PARTIAL
+    extra: dict[str, Any] = {"command": "restore", "cluster": live.as_json()}
+    if warning:
+        extra["warning"] = warning
     emit(Report(False, int(code), started, time.monotonic() - clock, {"undo_entries": len(entries)},
-                tuple(records), extra={"command": "restore"}), settings.output)
+                tuple(records), extra=extra), settings.output)
     sys.exit(code)
 
 
@@ -317,6 +325,19 @@ def console() -> None:
         except (OSError, ValueError):  # a closed pipe: the reader left; the exit code still tells
             code = code or 1
     os._exit(code)
+
+
+def _restore_target(api: Any, settings: Settings) -> Any:
+    """The cluster a restore writes to; its uid None when namespace kube-system cannot be read (said in the log)."""
+    from . import kube
+    from .errors import GCError
+    from .model import ClusterIdentity
+
+    try:
+        return kube.cluster_identity(api, settings.kube, settings.retry)
+    except GCError as exc:
+        log.warning("could not read the cluster's identity (namespace kube-system): %s", exc)
+        return ClusterIdentity(None, str(api.configuration.host))
 
 
 def _exit_status(code: object) -> int:

@@ -85,8 +85,9 @@ class NbSnapshot:
 @dataclass(frozen=True, slots=True)
 class ClusterIdentity:
     """Which cluster a pass talked to: the uid of namespace ``kube-system`` (created once with the cluster
-    and never re-created: the de facto cluster id, as ``kubectl`` plugins and Cilium's ``cluster-id`` tools
-    use it), and the API server's URL, for people (one cluster has several URLs; the uid decides)."""
+    and never re-created: the de facto cluster id; OpenTelemetry's semantic conventions define
+    ``k8s.cluster.uid`` as exactly this, since Kubernetes has no cluster id of its own), and the API
+    server's URL, for people (one cluster has several URLs; the uid decides)."""
 
     uid: str | None  # None: could not be read (no RBAC for it, an older report)
     server: str

@@ -3,6 +3,12 @@
 IP CRs are recreated from their manifests (server-set fields stripped); ports
 are re-inserted into their switches with every column they had. A name that
 exists again is refused and left alone: the world moved on.
+
+A report that records its cluster (the uid of namespace ``kube-system``, as every
+pass since ``--from-report`` writes it) is restored only into that cluster: put
+into another one, its IP CRs and ports would hold addresses that cluster's IPAM
+hands out (:func:`check_cluster`, exit 2, nothing changed). A report of an older
+kube-ovn-gc records none; it is restored, with a warning in the report.
 """
 
 from __future__ import annotations
@@ -17,7 +23,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .errors import ConfigError, ConflictError, GCError, NotFoundError
+from .model import ClusterIdentity
 from .report import DONE, FAILED, SKIPPED, ActionRecord
+from .review import same_cluster
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +48,14 @@ class UndoEntry:
     body: dict[str, Any]  # the IP CR manifest, or {switch, row}
 
 
-def load(path: str | Path) -> list[UndoEntry]:
-    """The deleted objects of a report; bad input is a ConfigError (exit 2) and changes nothing."""
+@dataclass(frozen=True)
+class Undo:
+    entries: list[UndoEntry]
+    cluster: ClusterIdentity | None  # None: the report does not record it (an older kube-ovn-gc)
+
+
+def load(path: str | Path) -> Undo:
+    """The deleted objects of a report and its cluster; bad input is a ConfigError (exit 2) and changes nothing."""
     try:
         report = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -58,7 +72,22 @@ def load(path: str | Path) -> list[UndoEntry]:
         if item["kind"] == "port" and (not isinstance(item.get("row"), dict) or not item.get("switch")):
             raise ConfigError(f"{path}: undo[{i}] (port {item['name']}) has no row or switch")
         entries.append(UndoEntry(item["kind"], str(item["name"]), item))
-    return entries
+    cluster = report.get("cluster")
+    uid = cluster.get("uid") if isinstance(cluster, dict) else None
+    if uid is not None and (not isinstance(uid, str) or not uid):
+        raise ConfigError(f"{path}: cluster.uid {uid!r} is not a uid")
+    recorded = ClusterIdentity(uid, str(cluster.get("server") or "")) if uid and isinstance(cluster, dict) else None
+    return Undo(entries, recorded)
+
+
+def check_cluster(source: str, recorded: ClusterIdentity | None, live: ClusterIdentity) -> str | None:
+    """A warning when the report does not say which cluster it is from; :class:`ReportRefused` (exit 2)
+    when it is from another one, or when this cluster's uid cannot be read to tell."""
+    if recorded is None:
+        return (f"{source} does not record which cluster it was made on (an older kube-ovn-gc, or the pass "
+                f"could not read namespace kube-system): restored into {live.server or 'this cluster'} unchecked")
+    same_cluster(source, recorded, live)
+    return None
 
 
 def clean_manifest(manifest: dict[str, Any]) -> dict[str, Any]:

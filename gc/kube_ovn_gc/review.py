@@ -186,13 +186,19 @@ def _entry(action: object, index: int, source: str) -> tuple[Entry | None, bool]
 
 def check_cluster(reviewed: Reviewed, live: ClusterIdentity) -> None:
     """:class:`ReportRefused` unless the report was made on the cluster this run talks to."""
+    same_cluster(reviewed.source, reviewed.cluster, live)
+
+
+def same_cluster(source: str, recorded: ClusterIdentity, live: ClusterIdentity) -> None:
+    """:class:`ReportRefused` unless the report ``source`` recorded (``recorded``, with a uid) is ``live``:
+    the uid decides, the URL is for people (one cluster has several)."""
     if live.uid is None:
-        raise ReportRefused(f"cannot tell whether {reviewed.source} was made on this cluster: the uid of namespace "
+        raise ReportRefused(f"cannot tell whether {source} was made on this cluster: the uid of namespace "
                             f"kube-system could not be read (RBAC: get on namespaces kube-system)")
-    if live.uid != reviewed.cluster.uid:
+    if live.uid != recorded.uid:
         raise ReportRefused(
-            f"{reviewed.source} was made on another cluster: namespace kube-system uid {reviewed.cluster.uid} "
-            f"(API server {reviewed.cluster.server or '?'}), this one is {live.uid} (API server {live.server}); "
+            f"{source} was made on another cluster: namespace kube-system uid {recorded.uid} "
+            f"(API server {recorded.server or '?'}), this one is {live.uid} (API server {live.server}); "
             f"check the kubeconfig and context")
 
 
