@@ -400,3 +400,50 @@ def test_the_report_says_what_reading_cost_per_source(demo: Cluster, kube_api: F
     assert reads["nb"]["requests"] == 2 and reads["nb"]["bytes"] > 1000 and reads["nb"]["seconds"] >= 0
     text = CliRunner().invoke(main, ["check", "--kubeconfig", str(kubeconfig), "--ovn-nb", nb_server.unix_remote])
     assert text.stdout.strip().splitlines()[-1].split("(scanned ")[1].split(")")[0].endswith(" MiB read")
+
+
+# --- an owner that appears between the second look and the NB delete --------------------------------
+
+
+def _pod_comes_back(api: FakeApiServer) -> None:
+    """``old-pod`` created again (a StatefulSet scaled up again): Kube-OVN adopts its leaked port as it is,
+    no NB write (v1.12 ``CreateLogicalSwitchPort``: ``if exist { return nil }``), or rewrites it with the same
+    external ids (v1.13-v1.16): nothing the delete's ``wait`` can see."""
+    api.create("pods", {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "old-pod", "namespace": "default", "creationTimestamp": OLD,
+                     "annotations": {"ovn.kubernetes.io/allocated": "true",
+                                     "ovn.kubernetes.io/ip_address": "10.16.0.8",
+                                     "ovn.kubernetes.io/mac_address": mac_for("10.16.0.8"),
+                                     "ovn.kubernetes.io/logical_switch": "ovn-default"}},
+        "spec": {"nodeName": "node1", "restartPolicy": "Always", "containers": [{"name": "c", "image": "i"}]},
+        "status": {"phase": "Running"},
+    }, namespace="default")
+
+
+@pytest.mark.parametrize("kube_ovn_recreates_it", [False, True])
+def test_a_port_whose_owner_appears_while_it_is_deleted_is_put_back(
+        demo: Cluster, kube_api: FakeApiServer, nb_server: OvsdbServer, kubeconfig: Path,
+        monkeypatch: pytest.MonkeyPatch, kube_ovn_recreates_it: bool) -> None:
+    [before] = [p for p in nb_server.ports() if p["name"] == "old-pod.default"]
+    real_lsp_del = OvsdbNorthbound.lsp_del
+
+    def owner_in_the_gap(self: OvsdbNorthbound, ports: Any) -> Any:
+        _pod_comes_back(kube_api)  # after the second look, before the delete
+        results = real_lsp_del(self, ports)
+        if kube_ovn_recreates_it:  # Kube-OVN served the new pod after the delete: a port of its own
+            demo.port("old-pod.default", "ovn-default", "10.16.0.8", pod_key="default/old-pod")
+        return results
+
+    monkeypatch.setattr(OvsdbNorthbound, "lsp_del", owner_in_the_gap)
+    result, report = gc(kubeconfig, nb_server, "run")
+    assert result.exit_code == 0, report
+    [action] = [a for a in report["actions"] if a["kind"] == "port" and a["name"] == "old-pod.default"]
+    assert action["outcome"] == "skipped", action
+    assert action["reason"].startswith(
+        "deleted, then put back: an owner appeared meanwhile (owner Pod default/old-pod is alive)")
+    assert action["reason"].endswith("; Kube-OVN had re-created it") is kube_ovn_recreates_it
+    [after] = [p for p in nb_server.ports() if p["name"] == "old-pod.default"]
+    assert (after["switch"], after["addresses"], after["external_ids"]) == \
+        (before["switch"], before["addresses"], before["external_ids"])
+    assert "old-pod.default" not in {u["name"] for u in report["undo"]}

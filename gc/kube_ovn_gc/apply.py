@@ -3,7 +3,9 @@
 Every delete gets a second look first: the candidate and its possible owners
 are read again, judged again by the same pure rules, and only a candidate that
 is still dead is deleted — with preconditions (IP CRs: uid + resourceVersion
-of the re-read; NB ports: an OVSDB ``wait`` on name and external_ids).
+of the re-read; NB ports: an OVSDB ``wait`` on name and external_ids). Ports
+get a third look after their transaction, and go back if an owner appeared
+meanwhile (:func:`_look_after_port_deletes`).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import logging
 import threading
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from . import plan as planner
@@ -226,8 +228,12 @@ def apply_ports(actions: Sequence[planner.PortAction], ctx: Context) -> list[Act
     except GCError as exc:
         log.error("port deletion failed: %s", exc)
         results, failure = {}, str(exc)
+    put_back = _look_after_port_deletes([a for a in survivors if results.get(a.port.uuid) == "done"], rows, ctx)
     for a in survivors:
         result = results.get(a.port.uuid, "failed")
+        if a.port.uuid in put_back:
+            records.append(put_back[a.port.uuid])
+            continue
         if a.port.uuid in uncertain:
             # Its delete was sent and never answered: it may be gone. Keep its row for restore
             # (which refuses a name that still exists), and report it failed: the next pass tells.
@@ -250,6 +256,55 @@ def apply_ports(actions: Sequence[planner.PortAction], ctx: Context) -> list[Act
             records.append(ActionRecord("port", a.port.name, f"{a.reason}; delete failed: {why}", FAILED,
                                         port_detail(a)))
     return records
+
+
+def _look_after_port_deletes(deleted: Sequence[planner.PortAction], rows: Mapping[PortUUID, Any],
+                             ctx: Context) -> dict[PortUUID, ActionRecord]:
+    """A third look at each deleted port's owners; a port whose owner appeared meanwhile is put back.
+
+    The second looks and the one NB transaction that deletes every survivor are up to ~0.5 s apart
+    (the soak, 1,000 ports). An owner created in that gap (a StatefulSet scaled up again) makes
+    Kube-OVN adopt the leaked port as it is, a change no ``wait`` can see: v1.12's
+    ``CreateLogicalSwitchPort`` returns at once when a port of that name exists
+    (pkg/ovs/ovn-nb-logical_switch_port.go, v1.12.0), and v1.13-v1.16's rewrite it in place with the
+    same external ids (``UpdateLogicalSwitchPort``, same file). The owner exists before the delete in
+    that case, so a look after the delete sees it; the row read just before the delete goes back.
+    An owner created after the delete is Kube-OVN's to serve: it creates the port anew.
+    Not guarded by the Lease: putting a live port back is never the acting a lost Lease forbids.
+    """
+    if not deleted:
+        return {}
+    looked, _ = _in_parallel(deleted, lambda a: _look_at_port(a, ctx), replace(ctx, guard=_no_guard),
+                             lambda a, why: None)
+    out: dict[PortUUID, ActionRecord] = {}
+    for a, record in zip(deleted, looked, strict=True):
+        if record is None:
+            continue
+        if record.outcome != SKIPPED:  # the look failed: the delete stands on its second look
+            log.warning("port %s deleted; the look after the delete failed: %s", a.port.name, record.reason)
+            continue
+        alive = record.reason.removeprefix("second look: ")
+        log.warning("port %s: an owner appeared while it was deleted (%s): putting it back", a.port.name, alive)
+        where = rows.get(a.port.uuid)
+        why = f"deleted, then put back: an owner appeared meanwhile ({alive})"
+        if where is None:
+            out[a.port.uuid] = ActionRecord("port", a.port.name, f"{why}; its row was not read: not put back",
+                                            FAILED, port_detail(a))
+            continue
+        try:
+            ctx.nb.lsp_add(str(where["switch"]), where["row"])
+        except ConflictError:  # Kube-OVN created it anew already
+            out[a.port.uuid] = ActionRecord("port", a.port.name, f"{why}; Kube-OVN had re-created it", SKIPPED,
+                                            port_detail(a))
+            continue
+        except GCError as exc:
+            log.error("port %s could not be put back: %s", a.port.name, exc)
+            ctx.undo.append({"kind": "port", "name": a.port.name, **where})
+            out[a.port.uuid] = ActionRecord("port", a.port.name, f"{why}; putting it back failed: {exc} "
+                                            f"(`kube-ovn-gc restore` this report)", FAILED, port_detail(a))
+            continue
+        out[a.port.uuid] = ActionRecord("port", a.port.name, why, SKIPPED, port_detail(a))
+    return out
 
 
 def apply_stuck(stuck: Sequence[planner.StuckIp], release_after: Any, ctx: Context) -> list[ActionRecord]:

@@ -25,6 +25,10 @@ class Northbound(Protocol):
         """Per port: "done", "gone" (already absent: success) or "changed" (left alone)."""
         ...
 
+    def lsp_add(self, switch_name: str, row: Mapping[str, Any]) -> PortUUID:
+        """Put a row :meth:`lsp_get` returned back into its switch (ConflictError: the name exists)."""
+        ...
+
 
 class KubeReads(Protocol):
     def read(self) -> KubeSnapshot: ...
