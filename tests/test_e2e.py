@@ -421,29 +421,37 @@ def _pod_comes_back(api: FakeApiServer) -> None:
     }, namespace="default")
 
 
-@pytest.mark.parametrize("kube_ovn_recreates_it", [False, True])
+@pytest.mark.parametrize("meanwhile", ["nothing", "kube-ovn re-creates it", "its switch is deleted"])
 def test_a_port_whose_owner_appears_while_it_is_deleted_is_put_back(
         demo: Cluster, kube_api: FakeApiServer, nb_server: OvsdbServer, kubeconfig: Path,
-        monkeypatch: pytest.MonkeyPatch, kube_ovn_recreates_it: bool) -> None:
+        monkeypatch: pytest.MonkeyPatch, meanwhile: str) -> None:
     [before] = [p for p in nb_server.ports() if p["name"] == "old-pod.default"]
     real_lsp_del = OvsdbNorthbound.lsp_del
 
     def owner_in_the_gap(self: OvsdbNorthbound, ports: Any) -> Any:
         _pod_comes_back(kube_api)  # after the second look, before the delete
         results = real_lsp_del(self, ports)
-        if kube_ovn_recreates_it:  # Kube-OVN served the new pod after the delete: a port of its own
+        if meanwhile == "kube-ovn re-creates it":  # it served the new pod after the delete: a port of its own
             demo.port("old-pod.default", "ovn-default", "10.16.0.8", pod_key="default/old-pod")
+        elif meanwhile == "its switch is deleted":
+            nb_server.transact([{"op": "delete", "table": "Logical_Switch", "where": [["name", "==", "ovn-default"]]}])
         return results
 
     monkeypatch.setattr(OvsdbNorthbound, "lsp_del", owner_in_the_gap)
     result, report = gc(kubeconfig, nb_server, "run")
-    assert result.exit_code == 0, report
     [action] = [a for a in report["actions"] if a["kind"] == "port" and a["name"] == "old-pod.default"]
-    assert action["outcome"] == "skipped", action
     assert action["reason"].startswith(
-        "deleted, then put back: an owner appeared meanwhile (owner Pod default/old-pod is alive)")
-    assert action["reason"].endswith("; Kube-OVN had re-created it") is kube_ovn_recreates_it
+        "deleted, then put back: an owner appeared meanwhile (owner Pod default/old-pod is alive)"), action
+    undone = {u["name"]: u for u in report["undo"] if u["kind"] == "port"}
+    if meanwhile == "its switch is deleted":
+        assert result.exit_code == 5 and action["outcome"] == "failed", report
+        assert "putting it back failed" in action["reason"] and "kube-ovn-gc restore" in action["reason"]
+        assert dict(undone["old-pod.default"]["row"]["external_ids"][1]) == before["external_ids"]  # restore can
+        return
+    assert result.exit_code == 0, report
+    assert action["outcome"] == "skipped", action
+    assert action["reason"].endswith("; Kube-OVN had re-created it") is (meanwhile == "kube-ovn re-creates it")
     [after] = [p for p in nb_server.ports() if p["name"] == "old-pod.default"]
     assert (after["switch"], after["addresses"], after["external_ids"]) == \
         (before["switch"], before["addresses"], before["external_ids"])
-    assert "old-pod.default" not in {u["name"] for u in report["undo"]}
+    assert "old-pod.default" not in undone
